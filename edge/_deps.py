@@ -1,0 +1,41 @@
+"""Optional dependencies, checked when used (httpx style) so `import edge` stays light."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.util import find_spec
+from types import ModuleType
+
+from edge.errors import EdgeError
+
+# module -> what to install to get it
+_HINTS: dict[str, str] = {
+    "torch": "pip install 'edge[torch]'  (or run `make venv`)",
+    "timm": "pip install 'edge[torch]'",
+    "safetensors": "pip install safetensors",
+    "executorch": "pip install 'edge[executorch]'",
+    "torchao": "pip install 'edge[executorch]'",
+    "onnx": "pip install 'edge[tflite]'",
+    "onnx2tf": "pip install --no-deps onnx2tf==1.29.24",
+    "tensorflow": "pip install 'edge[tflite]'",
+    "ai_edge_litert": "pip install ai-edge-litert",
+    "coremltools": "pip install coremltools",
+    "matplotlib": "pip install 'edge[report]'",
+}
+
+
+def has(module: str) -> bool:
+    """True when ``module`` can be imported, without importing it."""
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """Import ``module`` or raise an EdgeError naming what needs it and how to install it."""
+    top = module.split(".")[0]
+    if not has(top):
+        hint = _HINTS.get(top, f"pip install {top}")
+        raise EdgeError(f"{purpose} needs the Python package '{top}', which is not installed: {hint}")
+    return importlib.import_module(module)

@@ -1,0 +1,91 @@
+"""The staged harness every target shares: export → (quantize) → lower → run on the real runtime →
+compare with the float model and with the program that was converted (ExecuTorch tester style)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.metrics import compare
+from edge.models import LoadedModel
+from edge.progress import bar
+from edge.runtimes import runtime_for
+from edge.runtimes.base import Session
+
+
+@dataclass
+class Verification:
+    """An artifact's figures on held-out images, against float and against its own program."""
+
+    artifact: Path
+    vs_float: dict[str, float | None]
+    vs_reference: dict[str, float | None] | None
+    latency: dict[str, Any] | None = None
+    measured: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def run_session(session: Session, images: np.ndarray, desc: str | None = None) -> list[np.ndarray]:
+    """Run every image through the session (batch-1 artifacts one at a time)."""
+    step = len(images) if session.batch_size is None else session.batch_size
+    parts: list[list[np.ndarray]] = []
+    with bar(total=len(images), desc=desc, unit="img") as pbar:
+        for i in range(0, len(images), step):
+            parts.append(session.run(images[i : i + step]))
+            pbar.update(step)
+    return [np.concatenate(p, axis=0) for p in zip(*parts, strict=True)]
+
+
+def run_torch(module: Any, images: np.ndarray) -> list[np.ndarray]:
+    return run_session(runtime_for("pytorch").load(module), images)
+
+
+def latency(session: Session, example: np.ndarray, runs: int = 50, warmup: int = 5,
+            threads: int | None = None, desc: str | None = None) -> dict[str, Any]:
+    """Wall-clock latency of one forward: warm-up, then ``runs`` timed calls; p50/p90 in ms."""
+    x = example[:1] if session.batch_size == 1 else example
+    for _ in range(warmup):
+        session.run(x)
+    times = []
+    with bar(total=runs, desc=desc, unit="run") as pbar:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            session.run(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+            pbar.update(1)
+    times.sort()
+    return {
+        "p50": round(statistics.median(times), 3),
+        "p90": round(times[min(len(times) - 1, int(0.9 * len(times)))], 3),
+        "min": round(times[0], 3),
+        "runs": runs,
+        "threads": threads,
+        "batch": int(x.shape[0]),
+    }
+
+
+def verify_artifact(
+    model: LoadedModel,
+    artifact: Path,
+    reference: Any,
+    images: np.ndarray,
+    labels: list[int | None] | None,
+    float_outputs: list[np.ndarray] | None = None,
+    threads: int | None = None,
+) -> Verification:
+    """Run ``artifact`` on its real runtime and compare it with float and with ``reference``."""
+    runtime = runtime_for(artifact)
+    session = runtime.load(artifact, threads=threads)
+    outs = run_session(session, images, desc=f"running {artifact.name}")
+    ref_float = float_outputs if float_outputs is not None else run_torch(model.module, images)
+    classifier = model.spec.mode == "classifier"
+    vs_float = compare(ref_float, outs, labels, classifier)
+    vs_ref = None
+    if reference is not None and reference is not model.module:
+        vs_ref = compare(run_torch(reference, images), outs, labels, classifier)
+    return Verification(artifact, vs_float, vs_ref, measured=runtime.measured)

@@ -1,0 +1,82 @@
+"""Fidelity metrics between a reference (float) output and an artifact's output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB: 10·log10(‖ref‖² / ‖ref − out‖²)."""
+    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    noise = float(np.sum((ref64 - out64) ** 2))
+    signal = float(np.sum(ref64**2))
+    if noise == 0.0:
+        return float("inf")
+    return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
+
+
+def max_abs_diff(ref: np.ndarray, out: np.ndarray) -> float:
+    return float(np.max(np.abs(ref.astype(np.float64) - out.astype(np.float64))))
+
+
+def cosine(ref: np.ndarray, out: np.ndarray) -> float:
+    a, b = ref.reshape(len(ref), -1).astype(np.float64), out.reshape(len(out), -1).astype(np.float64)
+    num = np.sum(a * b, axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-30
+    return float(np.mean(num / den))
+
+
+def topk_accuracy(logits: np.ndarray, labels: Sequence[int | None], k: int) -> float | None:
+    pairs = [(i, lb) for i, lb in enumerate(labels) if lb is not None]
+    if not pairs:
+        return None
+    idx = np.array([i for i, _ in pairs])
+    lab = np.array([lb for _, lb in pairs])
+    top = np.argsort(-logits[idx], axis=1)[:, :k]
+    return float(np.mean(np.any(top == lab[:, None], axis=1)))
+
+
+def kl_divergence(ref_logits: np.ndarray, logits: np.ndarray) -> float:
+    """Mean KL(softmax(ref) ‖ softmax(out)): how far the predicted distributions moved."""
+
+    def log_softmax(z: np.ndarray) -> np.ndarray:
+        z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    lp, lq = log_softmax(ref_logits), log_softmax(logits)
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
+
+
+def compare(
+    ref: Sequence[np.ndarray], out: Sequence[np.ndarray], labels: Sequence[int | None] | None = None,
+    classifier: bool = True,
+) -> dict[str, float | None]:
+    """All fidelity figures for one artifact against its reference, over every output."""
+    if len(ref) != len(out):
+        raise ValueError(f"reference has {len(ref)} outputs, artifact {len(out)}")
+    for r, o in zip(ref, out, strict=True):
+        if r.shape != o.shape:
+            raise ValueError(f"output shape {o.shape} differs from the reference's {r.shape}")
+    res: dict[str, float | None] = {
+        "max_abs_diff": max(max_abs_diff(r, o) for r, o in zip(ref, out, strict=True)),
+        "sqnr_db": min(sqnr_db(r, o) for r, o in zip(ref, out, strict=True)),
+        "cosine": min(cosine(r, o) for r, o in zip(ref, out, strict=True)),
+        "agreement_top1": None,
+        "kl": None,
+        "top1": None,
+        "top5": None,
+        "ref_top1": None,
+        "ref_top5": None,
+        "images": float(len(ref[0])),
+    }
+    if classifier:
+        r, o = ref[0], out[0]
+        res["agreement_top1"] = float(np.mean(r.argmax(1) == o.argmax(1)))
+        res["kl"] = kl_divergence(r, o)
+        if labels is not None:
+            k5 = min(5, r.shape[1])
+            res["top1"], res["top5"] = topk_accuracy(o, labels, 1), topk_accuracy(o, labels, k5)
+            res["ref_top1"], res["ref_top5"] = topk_accuracy(r, labels, 1), topk_accuracy(r, labels, k5)
+    return res

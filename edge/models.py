@@ -1,0 +1,268 @@
+"""Model loading: one factory for every timm model, weights source and use (mode).
+
+Why here and not in each exporter: every artifact must come from the *same* module, and carry the
+same deployment metadata (input size, mean/std, interpolation, crop) that timm keeps with the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge._deps import require
+from edge.errors import EdgeError
+
+DEFAULT_MODEL = "fbnetv3_b.ra2_in1k"
+MODES = ("classifier", "embeddings", "features")
+WEIGHT_SOURCES = ("hub", "auto", "random")  # or a path to a local file
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked for; everything else is derived from it and timm's config."""
+
+    name: str = DEFAULT_MODEL
+    weights: str = "hub"
+    mode: str = "classifier"
+    num_classes: int | None = None
+    seed: int = 0
+    input_size: int | None = None  # square side; None = timm's default for the model
+
+
+@dataclass
+class LoadedModel:
+    """An eval-mode torch module plus what a deployed artifact must know to feed it."""
+
+    spec: ModelSpec
+    module: Any  # torch.nn.Module
+    data_config: dict[str, Any]
+    output_names: list[str]
+    weights_source: str
+    weights_sha256: str
+    num_classes: int | None
+    labels: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        c, h, w = self.data_config["input_size"]
+        return (1, int(c), int(h), int(w))
+
+    def example_input(self, batch: int = 1) -> Any:
+        import torch
+
+        g = torch.Generator().manual_seed(self.spec.seed)
+        return torch.randn((batch, *self.input_shape[1:]), generator=g)
+
+    def transform(self) -> Any:
+        """timm's eval transform for this model's data config (resize, crop, normalize)."""
+        from timm.data import create_transform
+
+        return create_transform(**self.data_config, is_training=False)
+
+    def preprocessing(self) -> dict[str, Any]:
+        dc = self.data_config
+        return {
+            "input_size": list(dc["input_size"]),
+            "interpolation": dc["interpolation"],
+            "mean": list(dc["mean"]),
+            "std": list(dc["std"]),
+            "crop_pct": dc["crop_pct"],
+            "crop_mode": dc.get("crop_mode", "center"),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **asdict(self.spec),
+            "weights_source": self.weights_source,
+            "weights_sha256": self.weights_sha256,
+            "num_classes": self.num_classes,
+            "outputs": self.output_names,
+        }
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def state_dict_digest(sd: Mapping[str, Any]) -> str:
+    """A content hash of the weights themselves, for sources that are not a single file."""
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        t = sd[k]
+        h.update(k.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """safetensors, or a torch file loaded with weights_only=True: never arbitrary pickle."""
+    import torch
+
+    if not path.is_file():
+        raise EdgeError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        st = require("safetensors.torch", "reading .safetensors weights")
+        try:
+            sd: Any = st.load_file(str(path))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise EdgeError(f"weights file {path} is not a valid safetensors file: {exc}") from exc
+    else:
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, EOFError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgeError(f"weights file {path} is not a readable state dict: {first}") from exc
+        except Exception as exc:  # noqa: BLE001 - torch raises pickle.UnpicklingError and friends
+            raise EdgeError(f"weights file {path} is not a plain state dict ({type(exc).__name__})") from exc
+    for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+            break
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise EdgeError(f"weights file {path} does not hold a state dict of tensors")
+    return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in sd.items()}
+
+
+def _classifier_key(timm: Any, name: str) -> str:
+    cfg = timm.models.get_pretrained_cfg(name) or None
+    clf = getattr(cfg, "classifier", None) or "classifier"
+    return clf if isinstance(clf, str) else clf[0]
+
+
+def _create(timm: Any, name: str, **kw: Any) -> Any:
+    try:
+        return timm.create_model(name, **kw)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc) or "Invalid pretrained tag" in str(exc):
+            raise EdgeError(f"unknown timm model {name!r} (see `timm.list_models()`)") from exc
+        raise
+
+
+def _load_hub(timm: Any, name: str, num_classes: int | None, offline: bool) -> Any:
+    """timm's own pretrained loading (HF hub or its cache). ``offline`` reads the cache only."""
+    prev = os.environ.get("HF_HUB_OFFLINE")
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        kw = {"num_classes": num_classes} if num_classes is not None else {}
+        return _create(timm, name, pretrained=True, **kw)
+    except (OSError, ValueError, RuntimeError) as exc:
+        where = "the local hub cache" if offline else "the hub or its cache"
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgeError(f"could not load pretrained weights for {name} from {where}: {msg}") from exc
+    finally:
+        if offline:
+            if prev is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = prev
+
+
+def _imagenet_labels(timm: Any, n: int) -> list[str] | None:
+    if n != 1000:
+        return None
+    info = timm.data.ImageNetInfo()
+    return [info.index_to_description(i) for i in range(n)]
+
+
+def load_model(spec: ModelSpec, labels: list[str] | None = None) -> LoadedModel:
+    """Build the model for ``spec``; weights from the hub, a local file, or seeded random init."""
+    torch = require("torch", "loading a model")
+    timm = require("timm", "loading a model")
+    if spec.mode not in MODES:
+        raise EdgeError(f"unknown mode {spec.mode!r}; choose one of {', '.join(MODES)}")
+    arch = spec.name.split(".")[0]
+    if not timm.is_model(arch):
+        raise EdgeError(f"unknown timm model {spec.name!r} (see `timm.list_models()`)")
+    notes: list[str] = []
+    torch.manual_seed(spec.seed)
+
+    src = spec.weights
+    if src in ("hub", "auto"):
+        try:
+            full = _load_hub(timm, spec.name, spec.num_classes, offline=(src == "auto"))
+            source = f"hub:{spec.name}"
+        except EdgeError as exc:
+            if src == "hub":
+                raise
+            notes.append(f"pretrained weights not in the local cache ({exc}); using seeded random weights")
+            full = _create(timm, spec.name, pretrained=False, num_classes=spec.num_classes or 1000)
+            source = f"random:seed={spec.seed}"
+        sha = state_dict_digest(full.state_dict())
+    elif src == "random":
+        kw = {"num_classes": spec.num_classes} if spec.num_classes is not None else {}
+        full = _create(timm, spec.name, pretrained=False, **kw)
+        source, sha = f"random:seed={spec.seed}", state_dict_digest(full.state_dict())
+    else:
+        path = Path(src).expanduser()
+        sd = read_state_dict(path)
+        clf_key = _classifier_key(timm, spec.name)
+        file_classes = sd[f"{clf_key}.weight"].shape[0] if f"{clf_key}.weight" in sd else None
+        n = spec.num_classes if spec.num_classes is not None else file_classes
+        if spec.num_classes is not None and file_classes is not None and spec.num_classes != file_classes:
+            raise EdgeError(
+                f"--num-classes {spec.num_classes} does not match the weights file, whose head has "
+                f"{file_classes} classes"
+            )
+        full = _create(timm, spec.name, pretrained=False, num_classes=n if n is not None else 1000)
+        try:
+            full.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            lines = str(exc).strip().splitlines()
+            raise EdgeError(f"weights file {path} does not fit {spec.name}: {' '.join(lines[:2])[:300]}") from exc
+        source, sha = f"file:{path}", _sha256_file(path)
+
+    num_classes: int | None = int(full.num_classes)
+    if spec.mode == "classifier":
+        module, outputs = full, ["logits"]
+    elif spec.mode == "embeddings":
+        full.reset_classifier(0)
+        module, outputs, num_classes = full, ["embeddings"], None
+    else:
+        module = _create(timm, spec.name, pretrained=False, features_only=True)
+        full_sd = full.state_dict()
+        module.load_state_dict({k: full_sd[k] for k in module.state_dict()}, strict=True)
+        outputs = [f"features_s{r}" for r in module.feature_info.reduction()]
+        num_classes = None
+    module.eval()
+
+    overlay = {"input_size": (3, spec.input_size, spec.input_size)} if spec.input_size else {}
+    data_config = timm.data.resolve_model_data_config(full, args=overlay)
+    if num_classes is not None and labels is None:
+        labels = _imagenet_labels(timm, num_classes)
+    if labels is not None and num_classes is not None and len(labels) != num_classes:
+        notes.append(f"{len(labels)} labels given for {num_classes} classes; labels dropped")
+        labels = None
+    return LoadedModel(spec, module, dict(data_config), outputs, source, sha, num_classes, labels, notes)
+
+
+def recalibrate_batchnorm(model: LoadedModel, images: Any, batch_size: int = 16) -> None:
+    """Re-estimate BatchNorm running statistics on real images.
+
+    Why: a randomly initialised net has mean-0/var-1 running stats that do not match its real
+    activations, so its activation ranges look nothing like a trained net's and int8 calibration
+    on it says little. A cumulative average over the calibration images fixes that.
+    """
+    import torch
+
+    bns = [m for m in model.module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.module.train()
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            model.module(images[i : i + batch_size])
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    model.module.eval()

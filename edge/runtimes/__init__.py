@@ -1,0 +1,45 @@
+"""Runtimes that execute an artifact for real, behind one small interface.
+
+A runtime module registers itself for the artifact suffixes it runs; adding a runtime is one file
+here. Every session takes NCHW float32 inputs and returns float32 outputs, whatever the artifact's
+own layout and dtype, so the harness can compare any artifact with the float model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+from edge.errors import EdgeError
+from edge.runtimes.base import Runtime, Session
+
+_REGISTRY: dict[str, type[Runtime]] = {}
+
+
+def register(cls: type[Runtime]) -> type[Runtime]:
+    for suffix in cls.suffixes:
+        _REGISTRY[suffix] = cls
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    if _REGISTRY:
+        return
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base":
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def runtime_for(artifact: Path | str) -> Runtime:
+    """The runtime that executes ``artifact`` (chosen by suffix), or a runtime by name."""
+    _discover()
+    key = str(artifact)
+    cls = _REGISTRY.get(key) or _REGISTRY.get(Path(key).suffix.lower())
+    if cls is None:
+        raise EdgeError(f"no runtime knows how to run {artifact!r} (known: {', '.join(sorted(_REGISTRY))})")
+    return cls()
+
+
+__all__ = ["Runtime", "Session", "register", "runtime_for"]

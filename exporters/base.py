@@ -1,0 +1,101 @@
+"""One exporter interface for every target (optimum style: exporters/<target>.py behind a base).
+
+The base does the shared work in a fixed order — check the output folder, quantize with the
+target's own quantizer, convert, write atomically, write the manifest — so a target only says
+how to turn a (possibly quantized) program into its file format.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edge.errors import EdgeError
+from edge.io import atomic_path, ensure_writable_dir, write_json
+from edge.manifest import build_manifest, manifest_path
+from edge.models import LoadedModel
+from edge.progress import say
+from quantize import PTQConfig, quantize
+
+
+@dataclass
+class Converted:
+    """What a target's ``convert`` reports back besides the file it wrote."""
+
+    io: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportResult:
+    artifact: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    reference: Any  # the torch program the artifact should reproduce (fake-quant for int8)
+    seconds: float
+
+
+class Exporter(ABC):
+    name: ClassVar[str]
+    suffix: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]
+    quantized_precisions: ClassVar[tuple[str, ...]] = ("int8",)
+    quantizer: ClassVar[str | None] = None  # name in quantize.quantizers
+    versions: ClassVar[tuple[str, ...]] = ("torch",)
+
+    def filename(self, model: LoadedModel, precision: str) -> str:
+        base = model.spec.name.replace("/", "_").replace(".", "_")
+        mode = "" if model.spec.mode == "classifier" else f"-{model.spec.mode}"
+        return f"{base}{mode}-{precision}{self.suffix}"
+
+    def check(self) -> None:
+        """Raise EdgeError (with an install hint) when the target's tooling is missing."""
+
+    @abstractmethod
+    def convert(self, model: LoadedModel, program: Any, precision: str, dest: Path) -> Converted:
+        """Write the artifact for ``program`` (the float module or the quantized graph) to ``dest``."""
+
+    def export(
+        self,
+        model: LoadedModel,
+        precision: str,
+        out_dir: Path,
+        calib_images: Any = None,
+        quant: PTQConfig | None = None,
+    ) -> ExportResult:
+        if precision not in self.precisions:
+            raise EdgeError(
+                f"{self.name} does not export precision {precision!r}; choose one of {', '.join(self.precisions)}"
+            )
+        quantized = precision in self.quantized_precisions
+        if quantized and calib_images is None:
+            raise EdgeError(f"{self.name} {precision} needs calibration images (--calib DIR)")
+        if not quantized and quant is not None:
+            raise EdgeError(f"a quantization config was given for {precision}, which is not quantized")
+        self.check()
+        ensure_writable_dir(out_dir)
+        t0 = time.perf_counter()
+        program: Any = model.module
+        qcfg = (quant or PTQConfig()) if quantized else None
+        if quantized:
+            assert self.quantizer is not None and qcfg is not None
+            say(f"{self.name}: quantizing with the {self.quantizer} quantizer on {qcfg.calib_size} images")
+            program = quantize(model.module, model.example_input(), calib_images, qcfg, self.quantizer)
+        artifact = out_dir / self.filename(model, precision)
+        say(f"{self.name}: converting to {artifact.name}")
+        with atomic_path(artifact) as tmp:
+            conv = self.convert(model, program, precision, tmp)
+        seconds = time.perf_counter() - t0
+        manifest = build_manifest(
+            model, artifact, self.name, precision, qcfg, conv.io, seconds, self.versions, conv.extra
+        )
+        mpath = manifest_path(artifact)
+        try:
+            write_json(mpath, manifest)
+        except OSError:
+            artifact.unlink(missing_ok=True)
+            raise
+        return ExportResult(artifact, mpath, manifest, program, seconds)

@@ -1,0 +1,66 @@
+"""ExecuTorch `.pte` lowered to the XNNPACK delegate, in fp32 or PT2E int8."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from edge._deps import require
+from edge.models import LoadedModel
+from exporters import register
+from exporters.base import Converted, Exporter
+
+
+def _io_meta(model: LoadedModel, outputs: Any) -> dict[str, Any]:
+    outs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return {
+        "inputs": [{"name": "image", "shape": list(model.input_shape), "layout": "NCHW", "dtype": "float32"}],
+        "outputs": [
+            {"name": n, "shape": list(o.shape), "dtype": "float32"}
+            for n, o in zip(model.output_names, outs, strict=True)
+        ],
+    }
+
+
+def delegation_counts(graph_module: Any) -> dict[str, Any]:
+    """How many ops XNNPACK took and which were left to ExecuTorch's portable kernels."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(graph_module)
+    left: Counter[str] = Counter()
+    for row in info.delegation_by_operator.values():
+        if row.non_delegated:
+            left[row.op_type] += row.non_delegated
+    return {
+        "delegated_ops": info.num_delegated_nodes,
+        "non_delegated_ops": info.num_non_delegated_nodes,
+        "delegated_subgraphs": info.num_delegated_subgraphs,
+        "non_delegated_by_op": dict(sorted(left.items())),
+    }
+
+
+@register
+class ExecuTorchExporter(Exporter):
+    name = "executorch"
+    suffix = ".pte"
+    precisions = ("fp32", "int8")
+    quantizer = "xnnpack"
+    versions = ("torch", "executorch", "torchao", "timm")
+
+    def check(self) -> None:
+        require("executorch.exir", "exporting to ExecuTorch")
+
+    def convert(self, model: LoadedModel, program: Any, precision: str, dest: Path) -> Converted:
+        import torch
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        example = model.example_input(1)
+        with torch.no_grad():
+            ep = torch.export.export(program, (example,), strict=False)
+            outputs = program(example)
+        lowered = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+        counts = delegation_counts(lowered.exported_program().graph_module)
+        dest.write_bytes(lowered.to_executorch().buffer)
+        return Converted(io=_io_meta(model, outputs), extra={"backend": "xnnpack", "delegation": counts})

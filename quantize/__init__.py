@@ -1,0 +1,38 @@
+"""Quantization recipes: ``quantize(model, example, images, config, quantizer)`` dispatches on the
+config's type, torchao-style. Heavy imports happen inside the handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edge.errors import EdgeError
+from quantize.config import OBSERVERS, PTQConfig, QATConfig
+
+_HANDLERS: dict[type, Callable[..., Any]] = {}
+
+
+def register_handler(config_type: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _HANDLERS[config_type] = fn
+        return fn
+
+    return deco
+
+
+@register_handler(PTQConfig)
+def _ptq(module: Any, example: Any, images: Any, config: PTQConfig, quantizer: str) -> Any:
+    from quantize.ptq import quantize_ptq
+
+    return quantize_ptq(module, example, images, config, quantizer)
+
+
+def quantize(module: Any, example: Any, images: Any, config: Any, quantizer: str) -> Any:
+    """Quantize ``module`` for the named target quantizer, as ``config`` describes."""
+    handler = _HANDLERS.get(type(config))
+    if handler is None:
+        raise EdgeError(f"no quantization handler for {type(config).__name__}")
+    return handler(module, example, images, config, quantizer)
+
+
+__all__ = ["OBSERVERS", "PTQConfig", "QATConfig", "quantize", "register_handler"]

@@ -1,0 +1,58 @@
+"""PT2E post-training quantization: export -> prepare (observers) -> calibrate -> convert."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge._deps import require
+from edge.errors import EdgeError
+from edge.progress import bar
+from quantize.config import PTQConfig
+from quantize.quantizers import make_quantizer
+
+
+def export_for_quantization(module: Any, example: Any) -> Any:
+    """torch.export with a dynamic batch, so calibration can run in batches."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    ex = example if example.shape[0] > 1 else example.repeat(2, 1, 1, 1)
+    try:
+        return torch.export.export(module, (ex,), dynamic_shapes=({0: batch},), strict=False)
+    except (torch._dynamo.exc.UserError, RuntimeError):  # a model that specialises its batch
+        return torch.export.export(module, (example[:1],), strict=False)
+
+
+def calibrate(prepared: Any, images: Any, batch: int, desc: str = "calibrating") -> None:
+    import torch
+
+    static = _static_batch(prepared)
+    step = 1 if static else batch
+    with torch.no_grad(), bar(total=len(images), desc=desc, unit="img") as pbar:
+        for i in range(0, len(images), step):
+            prepared(images[i : i + step])
+            pbar.update(min(step, len(images) - i))
+
+
+def _static_batch(gm: Any) -> bool:
+    for node in gm.graph.nodes:
+        if node.op == "placeholder" and "val" in node.meta:
+            return isinstance(node.meta["val"].shape[0], int)
+    return False
+
+
+def quantize_ptq(module: Any, example: Any, calib_images: Any, config: PTQConfig, quantizer: str) -> Any:
+    """Return the converted (q/dq) GraphModule, ready for the target's lowering."""
+    pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "int8 quantization")
+    if len(calib_images) < config.calib_size:
+        raise EdgeError(
+            f"calibration needs {config.calib_size} images but only {len(calib_images)} could be read"
+        )
+    ep = export_for_quantization(module, example)
+    prepared = pt2e.prepare_pt2e(ep.module(), make_quantizer(quantizer, config))
+    calibrate(prepared, calib_images[: config.calib_size], config.calib_batch)
+    converted = pt2e.convert_pt2e(prepared)
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+
+    move_exported_model_to_eval(converted)
+    return converted

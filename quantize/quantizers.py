@@ -1,0 +1,73 @@
+"""Target quantizers by name. A target's exporter names the quantizer it needs; adding a target's
+quantizer is one function registered here."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+from edge._deps import require
+from edge.errors import EdgeError
+from quantize.config import PTQConfig
+
+QuantizerFactory = Callable[[PTQConfig, bool], Any]
+_FACTORIES: dict[str, QuantizerFactory] = {}
+
+
+def register_quantizer(name: str) -> Callable[[QuantizerFactory], QuantizerFactory]:
+    def deco(fn: QuantizerFactory) -> QuantizerFactory:
+        _FACTORIES[name] = fn
+        return fn
+
+    return deco
+
+
+def make_quantizer(name: str, config: PTQConfig, is_qat: bool = False) -> Any:
+    if name not in _FACTORIES:
+        raise EdgeError(f"unknown quantizer {name!r} (known: {', '.join(sorted(_FACTORIES))})")
+    return _FACTORIES[name](config, is_qat)
+
+
+def activation_observer(config: PTQConfig) -> Any:
+    """The observer constructor the config asks for (eps as XNNPACK's own configs use)."""
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+
+    from quantize.observers import PercentileObserver
+
+    if config.observer == "minmax":
+        return MinMaxObserver.with_args(eps=2**-12)
+    if config.observer == "percentile":
+        return PercentileObserver.with_args(percentile=config.percentile, eps=2**-12)
+    return HistogramObserver.with_args(eps=2**-12)
+
+
+def keep_float_filter(patterns: tuple[str, ...]) -> Callable[[Any], bool] | None:
+    """A node filter that is False for nodes inside any module whose path matches a pattern."""
+    if not patterns:
+        return None
+
+    def quantize_node(node: Any) -> bool:
+        stack = node.meta.get("nn_module_stack") or {}
+        for path, _type in stack.values():
+            if any(fnmatch.fnmatchcase(path, p) for p in patterns):
+                return False
+        return True
+
+    return quantize_node
+
+
+@register_quantizer("xnnpack")
+def xnnpack_quantizer(config: PTQConfig, is_qat: bool) -> Any:
+    """ExecuTorch's XNNPACK quantizer: symmetric int8, per-channel weights, observers from config."""
+    xq = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "int8 quantization for XNNPACK")
+    qconfig = xq.get_symmetric_quantization_config(is_per_channel=config.per_channel, is_qat=is_qat)
+    if not is_qat:
+        act = dataclasses.replace(qconfig.input_activation, observer_or_fake_quant_ctr=activation_observer(config))
+        qconfig = dataclasses.replace(qconfig, input_activation=act, output_activation=act)
+    quantizer = xq.XNNPACKQuantizer().set_global(qconfig)
+    flt = keep_float_filter(config.keep_float)
+    if flt is not None:
+        quantizer.set_filter_function(flt)
+    return quantizer
