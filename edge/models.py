@@ -7,7 +7,6 @@ same deployment metadata (input size, mean/std, interpolation, crop) that timm k
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -147,24 +146,36 @@ def _create(timm: Any, name: str, **kw: Any) -> Any:
         raise
 
 
+def cached_hub_file(timm: Any, name: str) -> Path | None:
+    """The model's weights file in the local Hugging Face cache, found without any network access."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None)
+    if not repo:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    for fname in ("model.safetensors", "pytorch_model.bin", getattr(cfg, "hf_hub_filename", None)):
+        if fname:
+            hit = try_to_load_from_cache(repo, fname)
+            if isinstance(hit, str):
+                return Path(hit)
+    return None
+
+
 def _load_hub(timm: Any, name: str, num_classes: int | None, offline: bool) -> Any:
-    """timm's own pretrained loading (HF hub or its cache). ``offline`` reads the cache only."""
-    prev = os.environ.get("HF_HUB_OFFLINE")
-    if offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"
+    """Pretrained weights: from the local cache when there (no network), else, unless ``offline``,
+    through timm's own hub download."""
+    kw: dict[str, Any] = {"num_classes": num_classes} if num_classes is not None else {}
+    cached = cached_hub_file(timm, name)
+    if cached is not None:
+        kw["pretrained_cfg_overlay"] = {"file": str(cached)}
+    elif offline:
+        raise EdgeError(f"no pretrained weights for {name} in the local hub cache")
     try:
-        kw = {"num_classes": num_classes} if num_classes is not None else {}
         return _create(timm, name, pretrained=True, **kw)
     except (OSError, ValueError, RuntimeError) as exc:
-        where = "the local hub cache" if offline else "the hub or its cache"
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgeError(f"could not load pretrained weights for {name} from {where}: {msg}") from exc
-    finally:
-        if offline:
-            if prev is None:
-                os.environ.pop("HF_HUB_OFFLINE", None)
-            else:
-                os.environ["HF_HUB_OFFLINE"] = prev
+        raise EdgeError(f"could not load pretrained weights for {name} from the hub or its cache: {msg}") from exc
 
 
 def _imagenet_labels(timm: Any, n: int) -> list[str] | None:
