@@ -33,10 +33,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("images")
-    g.add_argument("--calib", help="calibration images: ImageFolder, flat ImageNet folder, or .tar.gz[::SUBDIR]")
+    g.add_argument("--calib",
+                   help="calibration images: ImageFolder, flat ImageNet folder, or .tar.gz[::SUBDIR]")
     g.add_argument("--calib-size", type=int, default=128, help="calibration images to use (default: %(default)s)")
     g.add_argument("--eval", dest="eval_data", help="held-out images for the parity check (default: rest of --calib)")
-    g.add_argument("--eval-size", type=int, default=32, help="held-out images for the parity check (default: %(default)s)")
+    g.add_argument("--eval-size", type=int, default=32,
+                   help="held-out images for the parity check (default: %(default)s)")
     g.add_argument("--classes", type=Path, help="class list for flat ImageNet folders (synset per line)")
 
 

@@ -163,11 +163,11 @@ def open_image_set(spec: str | Path, class_list: Path | None = None) -> ImageSet
     else:
         files = sorted(f for f in root.iterdir() if _is_image(f))
         cl_path = class_list or _find_class_list(root)
-        classes = read_class_list(cl_path) if cl_path else _timm_imagenet_synsets(files)
-        index = {s: i for i, s in enumerate(classes)} if classes else {}
+        synsets = read_class_list(cl_path) if cl_path else _timm_imagenet_synsets(files)
+        index = {s: i for i, s in enumerate(synsets)} if synsets else {}
         items = [ImageItem(f, index.get(f.name.split("_", 1)[0])) for f in files]
         labelled = any(it.label is not None for it in items)
-        iset = ImageSet(str(spec), items, classes if labelled else None, "imagenet-flat" if labelled else "flat")
+        iset = ImageSet(str(spec), items, synsets if labelled else None, "imagenet-flat" if labelled else "flat")
     if not iset.items:
         raise EdgeError(f"no images found in {spec} (looked for {', '.join(sorted(IMAGE_EXTS))})")
     return iset
@@ -188,7 +188,9 @@ def load_batch(
 
     from edge.progress import bar
 
-    tensors, labels, paths = [], [], []
+    tensors: list[Any] = []
+    labels: list[int | None] = []
+    paths: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     want = len(items) if limit is None else limit
     with bar(total=want, desc=progress, unit="img") as pbar:

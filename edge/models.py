@@ -110,9 +110,11 @@ def read_state_dict(path: Path) -> dict[str, Any]:
         raise EdgeError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
         st = require("safetensors.torch", "reading .safetensors weights")
+        from safetensors import SafetensorError
+
         try:
             sd: Any = st.load_file(str(path))
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise EdgeError(f"weights file {path} is not a valid safetensors file: {exc}") from exc
     else:
         try:

@@ -25,6 +25,7 @@ class Inputs:
     eval_images: np.ndarray | None
     eval_labels: list[int | None] | None
     float_outputs: list[np.ndarray] | None
+    skipped: int = 0  # unreadable image files passed over
 
 
 def load_inputs(
@@ -45,11 +46,12 @@ def load_inputs(
     for note in model.notes:
         say(f"note: {note}")
     transform = model.transform()
-    calib_imgs, eval_set = None, None
+    calib_imgs, eval_set, skipped = None, None, 0
     if calib:
         cset = open_image_set(calib, classes)
         calib_part, rest = cset.split(min(calib_size, len(cset.items)), spec.seed)
         cb = load_batch(calib_part.items, transform, progress="loading calibration images")
+        skipped += len(cb.skipped)
         if cb.skipped:
             say(f"skipped {len(cb.skipped)} unreadable calibration file(s), e.g. {cb.skipped[0][0].name}")
         if require_calib and len(cb.images) < calib_size:
@@ -59,19 +61,20 @@ def load_inputs(
         eval_set = rest
     if eval_data:
         eval_set = open_image_set(eval_data, classes)
-    if recalibrate_bn:
+    if recalibrate_bn and calib_imgs is not None:
         recalibrate_batchnorm(model, calib_imgs)
         model.notes.append(f"BatchNorm statistics re-estimated on {len(calib_imgs)} calibration images")
         say(model.notes[-1])
     images = labels = fl = None
     if eval_set is not None and eval_set.items:
         eb = load_batch(eval_set.items, transform, limit=eval_size, progress="loading held-out images")
+        skipped += len(eb.skipped)
         if eb.skipped:
             say(f"skipped {len(eb.skipped)} unreadable held-out file(s)")
         images = eb.images.numpy().astype(np.float32)
         labels = eb.labels if eval_set.labelled else None
         fl = run_torch(model.module, images)
-    return Inputs(model, calib_imgs, images, labels, fl)
+    return Inputs(model, calib_imgs, images, labels, fl, skipped)
 
 
 def export_and_verify(
@@ -94,4 +97,5 @@ def export_and_verify(
     return {"artifact": str(result.artifact), "manifest": str(result.manifest_path), "target": target,
             "precision": precision, "export_seconds": round(result.seconds, 1),
             "size_bytes": result.manifest["size_bytes"], "delegation": result.manifest.get("delegation"),
+            "skipped_images": inputs.skipped,
             "parity": parity}

@@ -51,6 +51,7 @@ class Exporter(ABC):
         mode = "" if model.spec.mode == "classifier" else f"-{model.spec.mode}"
         return f"{base}{mode}-{precision}{self.suffix}"
 
+    @abstractmethod
     def check(self) -> None:
         """Raise EdgeError (with an install hint) when the target's tooling is missing."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,10 +40,3 @@ def random_inputs():
 @pytest.fixture(scope="session")
 def session_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("artifacts")
-
-
-def assert_close(a: list[np.ndarray], b: list[np.ndarray], atol: float) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        assert x.shape == y.shape
-        np.testing.assert_allclose(x, y, atol=atol, rtol=0)

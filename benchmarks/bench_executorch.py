@@ -1,0 +1,76 @@
+"""Benchmark (not a test): eager fp32 vs `.pte` fp32 vs `.pte` int8, side by side in one run.
+
+Latency: batch 1, same threads, warm-up then the median (p50) and p90 of >= 50 runs, each on its real
+runtime. Fidelity of each artifact vs float on held-out images. Prints a table; --json writes figures.
+
+    .venv/bin/python benchmarks/bench_executorch.py --weights PATH --calib DIR [--input-size 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from edge.harness import latency
+from edge.models import DEFAULT_MODEL, ModelSpec
+from edge.pipeline import export_and_verify, load_inputs
+from edge.runtimes import runtime_for
+from quantize import PTQConfig
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--weights", default="auto")
+    ap.add_argument("--input-size", type=int, default=None)
+    ap.add_argument("--calib", default=str(Path(__file__).resolve().parents[2] / "shared/data/imagenet-sample"))
+    ap.add_argument("--calib-size", type=int, default=128)
+    ap.add_argument("--eval-size", type=int, default=200)
+    ap.add_argument("--observer", default="histogram")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--recalibrate-bn", action="store_true")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+
+    spec = ModelSpec(name=a.model, weights=a.weights, input_size=a.input_size)
+    inputs = load_inputs(spec, a.calib, a.calib_size, eval_size=a.eval_size, recalibrate_bn=a.recalibrate_bn)
+    assert inputs.eval_images is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = {
+            "fp32": export_and_verify("executorch", inputs, "fp32", Path(tmp), None, a.threads),
+            "int8": export_and_verify("executorch", inputs, "int8", Path(tmp),
+                                      PTQConfig(calib_size=a.calib_size, observer=a.observer), a.threads),
+        }
+        x = inputs.eval_images[:1]
+        lat = {"pytorch eager fp32": latency(runtime_for("pytorch").load(inputs.model.module, a.threads), x,
+                                             a.runs, threads=a.threads)}
+        for p, r in rows.items():
+            sess = runtime_for(r["artifact"]).load(Path(r["artifact"]), a.threads)
+            lat[f".pte {p}"] = latency(sess, x, a.runs, threads=a.threads)
+    base = lat[".pte fp32"]["p50"]
+    print(f"{spec.name} weights={inputs.model.weights_source} input={list(inputs.model.input_shape)} "
+          f"threads={a.threads} runs={a.runs} held-out images={len(inputs.eval_images)}")
+    cols = (("p50 ms", 9), ("p90 ms", 9), ("speed-up vs .pte fp32", 24),
+            ("SQNR dB", 9), ("top-1 agree", 13), ("top-1", 8))
+    print(" " * 22 + "".join(f"{c:>{w}}" for c, w in cols))
+    for k, v in lat.items():
+        par = rows[k.split()[-1]]["parity"]["vs_float"] if k.startswith(".pte") else None
+        sq = f"{par['sqnr_db']:.1f}" if par else "ref"
+        ag = f"{par['agreement_top1']:.1%}" if par and par["agreement_top1"] is not None else "-"
+        t1 = par["top1"] if par else rows["fp32"]["parity"]["vs_float"]["ref_top1"]
+        print(f"{k:22}{v['p50']:9.2f}{v['p90']:9.2f}{base / v['p50']:23.2f}x{sq:>9}{ag:>13}"
+              f"{('-' if t1 is None else f'{t1:.1%}'):>8}")
+    d = rows["int8"]["delegation"]
+    print(f"int8 delegation: {d['delegated_ops']} ops in XNNPACK, {d['non_delegated_ops']} left out "
+          f"{d['non_delegated_by_op']}")
+    if a.json:
+        a.json.write_text(json.dumps({"latency_ms": lat, "exports": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
