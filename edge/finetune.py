@@ -32,6 +32,16 @@ class FinetuneConfig:
     threads: int | None = None
 
 
+def reference_checkpoint(name: str, cfg: FinetuneConfig) -> Path:
+    """Where a reference model trained with ``cfg`` is cached (outside any repository)."""
+    import hashlib
+    import os
+
+    key = hashlib.sha256(repr(cfg).encode()).hexdigest()[:12]
+    root = Path(os.environ.get("EDGE_CACHE", Path.home() / ".cache" / "edge"))
+    return root / "reference" / f"{name}-{key}.safetensors"
+
+
 def _train_set(iset: ImageSet, model: LoadedModel, cfg: FinetuneConfig) -> tuple[Any, Any]:
     import torch
 
@@ -78,7 +88,7 @@ def finetune(spec: ModelSpec, data: str, out: Path, cfg: FinetuneConfig) -> dict
     gen = torch.Generator().manual_seed(cfg.seed)
     steps = max(1, math.ceil(cfg.epochs * len(images) / cfg.batch_size))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     net.train()
     t0, correct, seen = time.time(), 0, 0
     with bar(total=steps, desc=f"finetune {spec.name}", unit="step") as pbar:

@@ -60,7 +60,7 @@ def load_inputs(
         calib_imgs = cb.images
         eval_set = rest
     if eval_data:
-        eval_set = open_image_set(eval_data, classes)
+        eval_set, _ = open_image_set(eval_data, classes).split(eval_size * 2, spec.seed + 1)  # seeded sample
     if recalibrate_bn and calib_imgs is not None:
         recalibrate_batchnorm(model, calib_imgs)
         model.notes.append(f"BatchNorm statistics re-estimated on {len(calib_imgs)} calibration images")

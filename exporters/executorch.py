@@ -40,6 +40,26 @@ def delegation_counts(graph_module: Any) -> dict[str, Any]:
     }
 
 
+def xnnpack_partitioner() -> Any:
+    """XNNPACK's partitioner, also taking int8 hard-swish.
+
+    ExecuTorch's HardswishConfig claims fp32 only, so a quantized dq → hardswish → q chain stays
+    two converts around a float op; XNNPACK itself runs hard-swish on int8 tensors (a lookup
+    table), which the int8 parity tests check against the quantized PyTorch program.
+    """
+    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+    from executorch.backends.xnnpack.partition.config.generic_node_configs import HardswishConfig
+    from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    class Int8HardswishConfig(HardswishConfig):  # type: ignore[misc]
+        def supported_precision_types(self) -> list[Any]:
+            return [ConfigPrecisionType.FP32, ConfigPrecisionType.STATIC_QUANT]
+
+    configs = [Int8HardswishConfig if c is HardswishConfig else c for c in ALL_PARTITIONER_CONFIGS]
+    return XnnpackPartitioner(configs=configs)
+
+
 @register
 class ExecuTorchExporter(Exporter):
     name = "executorch"
@@ -53,14 +73,13 @@ class ExecuTorchExporter(Exporter):
 
     def convert(self, model: LoadedModel, program: Any, precision: str, dest: Path) -> Converted:
         import torch
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
         example = model.example_input(1)
         with torch.no_grad():
             ep = torch.export.export(program, (example,), strict=False)
             outputs = program(example)
-        lowered = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+        lowered = to_edge_transform_and_lower(ep, partitioner=[xnnpack_partitioner()])
         counts = delegation_counts(lowered.exported_program().graph_module)
         dest.write_bytes(lowered.to_executorch().buffer)
         return Converted(io=_io_meta(model, outputs), extra={"backend": "xnnpack", "delegation": counts})

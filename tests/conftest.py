@@ -40,3 +40,24 @@ def random_inputs():
 @pytest.fixture(scope="session")
 def session_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("artifacts")
+
+
+REFERENCE_STEPS = int(os.environ.get("EDGE_REFERENCE_STEPS", "3000"))
+
+
+@pytest.fixture(scope="session")
+def reference_weights() -> Path:
+    """fbnetv3_b trained on CIFAR-10 at 32 px by `edge finetune`, cached outside the repo.
+
+    Why trained weights: a random-weight fbnetv3_b is chaotic (40 dB of input noise leaves its
+    logits at ~9 dB), so int8 fidelity measured on it says nothing about int8 itself.
+    First use trains it (several minutes on 2 cores); later runs reuse the cached file.
+    """
+    from edge.finetune import FinetuneConfig, finetune, reference_checkpoint
+    from edge.models import ModelSpec
+
+    cfg = FinetuneConfig(epochs=REFERENCE_STEPS * 64 / 40000, max_images=40000, lr=3e-3, seed=0)
+    path = reference_checkpoint("fbnetv3_b-cifar10-32px", cfg)
+    if not path.is_file():
+        finetune(ModelSpec(weights="random", input_size=32), f"{CIFAR}::cifar10/train", path, cfg)
+    return path

@@ -87,6 +87,30 @@ def test_int8_pte_is_quantized_and_runs(random_inputs, session_out: Path) -> Non
     assert rep["parity"]["vs_quantized_program"] is not None
 
 
+@pytest.fixture(scope="session")
+def reference_int8(reference_weights: Path, session_out: Path) -> dict:
+    """int8 .pte of the CIFAR-10 reference model, calibrated on train images, judged on test images."""
+    from conftest import CIFAR
+
+    from quantize import PTQConfig
+
+    spec = ModelSpec(weights=str(reference_weights), input_size=32)
+    inputs = load_inputs(spec, f"{CIFAR}::cifar10/train", 256, eval_data=f"{CIFAR}::cifar10/test", eval_size=500)
+    return export_and_verify("executorch", inputs, "int8", session_out / "ref", PTQConfig(calib_size=256))
+
+
+def test_int8_fidelity_on_trained_weights(reference_int8: dict) -> None:
+    """What a usable int8 model needs, on real held-out images: >= 15 dB logit SQNR, >= 99% top-1
+    agreement with float; and the artifact must reproduce the quantized program it came from."""
+    par = reference_int8["parity"]
+    assert par["images"] == 500
+    f = par["vs_float"]
+    assert f["sqnr_db"] >= 15.0, f
+    assert f["agreement_top1"] >= 0.99, f
+    assert f["top1"] >= f["ref_top1"] - 0.01, f
+    assert par["vs_quantized_program"]["sqnr_db"] >= 25.0, par["vs_quantized_program"]
+
+
 def _edge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {"EDGE_QUIET": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     import os
