@@ -13,12 +13,39 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from edge.harness import latency
+from edge.harness import latency, run_session
+from edge.metrics import compare
 from edge.models import DEFAULT_MODEL, ModelSpec
 from edge.pipeline import export_and_verify, load_inputs
 from edge.runtimes import runtime_for
 from quantize import PTQConfig
+
+
+def stock_int8_pte(inputs: Any, dest: Path) -> Path:
+    """ExecuTorch's stock flow, for comparison: XNNPACKQuantizer (symmetric, per-channel) and the
+    default XnnpackPartitioner, calibrated on the same images."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from executorch.exir import to_edge_transform_and_lower
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    model = inputs.model
+    example = model.example_input(1)
+    gm = torch.export.export(model.module, (example,)).module()
+    prepared = prepare_pt2e(gm, XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
+    with torch.no_grad():
+        for img in inputs.calib:
+            prepared(img[None])
+    converted = convert_pt2e(prepared)
+    ep = torch.export.export(converted, (example,))
+    dest.write_bytes(to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+    return dest
 
 
 def main() -> int:
@@ -33,7 +60,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--recalibrate-bn", action="store_true")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=Path, help="also write the figures to this file")
     a = ap.parse_args()
 
     spec = ModelSpec(name=a.model, weights=a.weights, input_size=a.input_size)
@@ -45,20 +72,26 @@ def main() -> int:
             "int8": export_and_verify("executorch", inputs, "int8", Path(tmp),
                                       PTQConfig(calib_size=a.calib_size, observer=a.observer), a.threads),
         }
+        stock = stock_int8_pte(inputs, Path(tmp) / "stock-int8.pte")
+        stock_sess = runtime_for(stock).load(stock, a.threads)
+        stock_fid = compare(inputs.float_outputs, run_session(stock_sess, inputs.eval_images), inputs.eval_labels)
         x = inputs.eval_images[:1]
         lat = {"pytorch eager fp32": latency(runtime_for("pytorch").load(inputs.model.module, a.threads), x,
                                              a.runs, threads=a.threads)}
         for p, r in rows.items():
             sess = runtime_for(r["artifact"]).load(Path(r["artifact"]), a.threads)
             lat[f".pte {p}"] = latency(sess, x, a.runs, threads=a.threads)
+        lat[".pte int8 (stock)"] = latency(stock_sess, x, a.runs, threads=a.threads)
     base = lat[".pte fp32"]["p50"]
     print(f"{spec.name} weights={inputs.model.weights_source} input={list(inputs.model.input_shape)} "
           f"threads={a.threads} runs={a.runs} held-out images={len(inputs.eval_images)}")
     cols = (("p50 ms", 9), ("p90 ms", 9), ("speed-up vs .pte fp32", 24),
             ("SQNR dB", 9), ("top-1 agree", 13), ("top-1", 8))
     print(" " * 22 + "".join(f"{c:>{w}}" for c, w in cols))
+    fid = {".pte fp32": rows["fp32"]["parity"]["vs_float"], ".pte int8": rows["int8"]["parity"]["vs_float"],
+           ".pte int8 (stock)": stock_fid}
     for k, v in lat.items():
-        par = rows[k.split()[-1]]["parity"]["vs_float"] if k.startswith(".pte") else None
+        par = fid.get(k)
         sq = f"{par['sqnr_db']:.1f}" if par else "ref"
         ag = f"{par['agreement_top1']:.1%}" if par and par["agreement_top1"] is not None else "-"
         t1 = par["top1"] if par else rows["fp32"]["parity"]["vs_float"]["ref_top1"]
@@ -68,7 +101,7 @@ def main() -> int:
     print(f"int8 delegation: {d['delegated_ops']} ops in XNNPACK, {d['non_delegated_ops']} left out "
           f"{d['non_delegated_by_op']}")
     if a.json:
-        a.json.write_text(json.dumps({"latency_ms": lat, "exports": rows}, indent=2))
+        a.json.write_text(json.dumps({"latency_ms": lat, "exports": rows, "stock_int8_vs_float": stock_fid}, indent=2))
     return 0
 
 

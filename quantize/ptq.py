@@ -48,9 +48,10 @@ def quantize_ptq(module: Any, example: Any, calib_images: Any, config: PTQConfig
         raise EdgeError(
             f"calibration needs {config.calib_size} images but only {len(calib_images)} could be read"
         )
-    ep = export_for_quantization(module, example)
-    prepared = pt2e.prepare_pt2e(ep.module(), make_quantizer(quantizer, config))
-    calibrate(prepared, calib_images[: config.calib_size], config.calib_batch)
+    prepared = pt2e.prepare_pt2e(export_for_quantization(module, example).module(),
+                                 make_quantizer(quantizer, config))
+    images = calib_images[: config.calib_size]
+    calibrate(prepared, images, config.calib_batch)
     converted = pt2e.convert_pt2e(prepared)
     from torchao.quantization.pt2e import move_exported_model_to_eval
 

@@ -42,7 +42,7 @@ def session_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("artifacts")
 
 
-REFERENCE_STEPS = int(os.environ.get("EDGE_REFERENCE_STEPS", "3000"))
+REFERENCE_STEPS = int(os.environ.get("EDGE_REFERENCE_STEPS", "1000"))
 
 
 @pytest.fixture(scope="session")
