@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from edge._deps import require
@@ -41,6 +42,22 @@ def _static_batch(gm: Any) -> bool:
     return False
 
 
+_BODY_NAMES = ("blocks", "stages", "layers", "features", "layer4", "encoder")
+
+
+def head_modules(module: Any) -> tuple[str, ...]:
+    """Top-level children that run after the model's last stage (timm's forward_head part)."""
+    names = [n for n, _ in module.named_children()]
+    body = [i for i, n in enumerate(names) if n in _BODY_NAMES]
+    return tuple(names[body[-1] + 1 :]) if body else ()
+
+
+def float_patterns(module: Any, config: PTQConfig) -> tuple[str, ...]:
+    """The keep-float patterns in force: the user's plus, with ``float_head``, the head's."""
+    head = head_modules(module) if config.float_head else ()
+    return config.keep_float + tuple(p for h in head for p in (h, f"{h}.*"))
+
+
 def quantize_ptq(module: Any, example: Any, calib_images: Any, config: PTQConfig, quantizer: str) -> Any:
     """Return the converted (q/dq) GraphModule, ready for the target's lowering."""
     pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "int8 quantization")
@@ -48,8 +65,9 @@ def quantize_ptq(module: Any, example: Any, calib_images: Any, config: PTQConfig
         raise EdgeError(
             f"calibration needs {config.calib_size} images but only {len(calib_images)} could be read"
         )
+    effective = dataclasses.replace(config, keep_float=float_patterns(module, config))
     prepared = pt2e.prepare_pt2e(export_for_quantization(module, example).module(),
-                                 make_quantizer(quantizer, config))
+                                 make_quantizer(quantizer, effective))
     images = calib_images[: config.calib_size]
     calibrate(prepared, images, config.calib_batch)
     converted = pt2e.convert_pt2e(prepared)

@@ -202,3 +202,13 @@ def test_cli_fp32_export_skips_a_corrupt_jpeg(tmp_path: Path, imagenet: Path) ->
     assert rep["skipped_images"] == 1
     assert rep["parity"]["vs_float"]["sqnr_db"] > 60
     assert Path(rep["artifact"]).is_file() and Path(rep["manifest"]).is_file()
+
+
+def test_etdump_profile_names_the_xnnpack_kernels(fp32_reports) -> None:
+    from edge.profile import profile_pte
+
+    rep = fp32_reports["classifier"]
+    prof = profile_pte(Path(rep["artifact"]), rep["inputs"].eval_images, runs=3, threads=2)
+    assert prof["Fully Connected (NC, F32) GEMM"]["count"] == 95
+    assert prof["Convolution (NHWC, F32) DWConv"]["count"] == 29
+    assert all(v["ms"] >= 0 for v in prof.values())
