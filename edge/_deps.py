@@ -32,10 +32,18 @@ def has(module: str) -> bool:
         return False
 
 
+# Packages that load TensorFlow's native libraries when imported.
+_LOADS_TENSORFLOW = {"tensorflow", "coremltools", "onnx2tf", "tf_keras"}
+
+
 def require(module: str, purpose: str) -> ModuleType:
     """Import ``module`` or raise an EdgeError naming what needs it and how to install it."""
     top = module.split(".")[0]
     if not has(top):
         hint = _HINTS.get(top, f"pip install {top}")
         raise EdgeError(f"{purpose} needs the Python package '{top}', which is not installed: {hint}")
+    if top in _LOADS_TENSORFLOW and has("triton"):
+        # Why: with TensorFlow 2.21 loaded first, the later import of Triton's native module
+        # (torch/torchao pull it in) segfaults the process; loaded in this order both work.
+        importlib.import_module("triton")
     return importlib.import_module(module)

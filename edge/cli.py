@@ -46,7 +46,8 @@ def _add_quant_args(p: argparse.ArgumentParser) -> None:
     from quantize import OBSERVERS
 
     g = p.add_argument_group("int8")
-    g.add_argument("--observer", choices=OBSERVERS, default="histogram", help="activation observer")
+    g.add_argument("--observer", choices=OBSERVERS, default=None,
+                   help="activation observer (default: the target's; xnnpack histogram, coreml minmax)")
     g.add_argument("--percentile", type=float, default=99.99, help="for --observer percentile")
     g.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="module paths (fnmatch, e.g. 'classifier' or 'blocks.5.*') to leave in float")
@@ -67,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         ex = get_exporter(name)
         tp = tsub.add_parser(name, help=f"{name} ({ex.suffix})")
         tp.add_argument("--precision", choices=ex.precisions, default=ex.precisions[0])
+        tg = tp.add_argument_group(f"{name} options")
+        for opt in ex.options:
+            tg.add_argument("--" + opt.name.replace("_", "-"), dest=f"opt_{opt.name}", choices=opt.choices,
+                            default=opt.default, help=f"{opt.help} (default: %(default)s)")
+        if name == "coreml":
+            from edge.runtimes.coreml import COMPUTE_UNITS
+
+            tg.add_argument("--compute-units", choices=COMPUTE_UNITS, default="ALL",
+                            help="Core ML compute units for the parity run on macOS (default: %(default)s)")
         _add_model_args(tp)
         _add_data_args(tp)
         _add_quant_args(tp)
@@ -107,15 +117,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     from exporters import get_exporter
     from quantize import PTQConfig
 
-    exporter = get_exporter(args.target)
+    options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
+    runtime_options = {"compute_units": args.compute_units} if getattr(args, "compute_units", None) else None
+    exporter = get_exporter(args.target, **options)
     quantized = args.precision in exporter.quantized_precisions
     qcfg = PTQConfig(calib_size=args.calib_size, observer=args.observer, percentile=args.percentile,
                      keep_float=tuple(args.keep_float), seed=args.seed) if quantized else None
+    exporter.validate(args.precision, qcfg)
     exporter.check()
     ensure_writable_dir(args.out)  # fail before minutes of work, not after
     inputs = load_inputs(_model_spec(args), args.calib, args.calib_size, args.eval_data, args.eval_size,
                          args.classes, args.recalibrate_bn, require_calib=quantized)
-    report = export_and_verify(args.target, inputs, args.precision, args.out, qcfg, args.threads)
+    report = export_and_verify(args.target, inputs, args.precision, args.out, qcfg, args.threads,
+                               options, runtime_options)
     print(json.dumps(report, indent=2) if args.json else format_parity(report))
     return 0
 
@@ -130,10 +144,14 @@ def format_parity(report: dict[str, Any]) -> str:
     if d:
         left = ", ".join(f"{k}×{v}" for k, v in d["non_delegated_by_op"].items()) or "none"
         lines.append(f"  delegated ops: {d['delegated_ops']}, left out: {d['non_delegated_ops']} ({left})")
+    spec = report.get("spec")
+    if spec:
+        lines.extend(format_coreml_spec(spec))
     par = report.get("parity")
     if par:
         f = par["vs_float"]
         lines.append(f"  parity on {par['images']} held-out images vs float PyTorch:")
+        lines.extend(f"    ({note})" for note in par.get("notes", []))
         lines.append(f"    max |diff| {_fmt(f['max_abs_diff'], '.3g')}   SQNR {_fmt(f['sqnr_db'], '.1f')} dB"
                      f"   cosine {_fmt(f['cosine'], '.5f')}")
         if f["agreement_top1"] is not None:
@@ -146,6 +164,23 @@ def format_parity(report: dict[str, Any]) -> str:
             lines.append(f"  vs the quantized PyTorch program it was lowered from: SQNR {_fmt(q['sqnr_db'], '.1f')} dB"
                          + (f", top-1 agreement {q['agreement_top1']:.1%}" if q["agreement_top1"] is not None else ""))
     return "\n".join(lines)
+
+
+def format_coreml_spec(spec: dict[str, Any]) -> list[str]:
+    """The spec facts that show a Core ML package is what its precision promises."""
+    ops = spec["op_counts"]
+    keys = ("conv", "linear", "quantize", "dequantize", "constexpr_affine_dequantize",
+            "constexpr_blockwise_shift_scale", "cast")
+    shown = ", ".join(f"{k}×{ops[k]}" for k in keys if k in ops)
+    ins = ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in spec["inputs"])
+    outs = ", ".join(f"{o['name']} {o['dtype']}" for o in spec["outputs"])
+    labels = spec["labels"]
+    return [
+        f"  spec: {spec['opset']}, {sum(ops.values())} ops ({shown}), {spec['size_bytes'] / 1e6:.2f} MB",
+        f"  weights of conv/linear: {', '.join(f'{k}×{v}' for k, v in spec['weights'].items())}",
+        f"  activation dtypes: {', '.join(f'{k}×{v}' for k, v in spec['activation_dtypes'].items())}",
+        f"  inputs: {ins}; outputs: {outs}" + (f"; {len(labels)} labels" if labels else ""),
+    ]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -78,24 +78,33 @@ def load_inputs(
 
 
 def export_and_verify(
-    target: str, inputs: Inputs, precision: str, out: Path, quant: Any = None, threads: int | None = None
+    target: str,
+    inputs: Inputs,
+    precision: str,
+    out: Path,
+    quant: Any = None,
+    threads: int | None = None,
+    options: dict[str, str] | None = None,
+    runtime_options: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Export one artifact, run it on its runtime, and return the parity report (a plain dict)."""
     from exporters import get_exporter
 
-    exporter = get_exporter(target)
+    exporter = get_exporter(target, **(options or {}))
     result = exporter.export(inputs.model, precision, out, inputs.calib, quant)
     say(f"wrote {result.artifact} ({result.manifest['size_bytes'] / 1e6:.2f} MB) in {result.seconds:.1f} s")
     parity = None
     if inputs.eval_images is not None:
         ver = verify_artifact(inputs.model, result.artifact, result.reference, inputs.eval_images,
-                              inputs.eval_labels, inputs.float_outputs, threads)
+                              inputs.eval_labels, inputs.float_outputs, threads, runtime_options)
+        if not ver.measured and precision in ("fp16", "w8"):
+            ver.notes.append(f"{precision}: Core ML's float16 arithmetic is not simulated (the program ran in float32)")
         parity = {"images": len(inputs.eval_images), "vs_float": ver.vs_float,
-                  "vs_quantized_program": ver.vs_reference}
+                  "vs_quantized_program": ver.vs_reference, "measured": ver.measured, "notes": ver.notes}
     else:
         say("no held-out images (give --calib with more images than --calib-size, or --eval): parity not checked")
     return {"artifact": str(result.artifact), "manifest": str(result.manifest_path), "target": target,
             "precision": precision, "export_seconds": round(result.seconds, 1),
             "size_bytes": result.manifest["size_bytes"], "delegation": result.manifest.get("delegation"),
-            "skipped_images": inputs.skipped,
+            "skipped_images": inputs.skipped, "spec": result.manifest.get("spec"),
             "parity": parity}

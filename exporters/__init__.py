@@ -17,9 +17,14 @@ def register(cls: type[Exporter]) -> type[Exporter]:
     return cls
 
 
+_DISCOVERED: list[bool] = []
+
+
 def _discover() -> None:
-    if _REGISTRY:
+    """Import every module of this package once (a module imported directly registers early)."""
+    if _DISCOVERED:
         return
+    _DISCOVERED.append(True)
     for info in pkgutil.iter_modules(__path__):
         if info.name != "base":
             importlib.import_module(f"{__name__}.{info.name}")
@@ -30,11 +35,16 @@ def targets() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_exporter(name: str) -> Exporter:
+def exporter_class(name: str) -> type[Exporter]:
     _discover()
     if name not in _REGISTRY:
         raise EdgeError(f"unknown target {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]()
+    return _REGISTRY[name]
 
 
-__all__ = ["ExportResult", "Exporter", "get_exporter", "register", "targets"]
+def get_exporter(name: str, **options: str) -> Exporter:
+    """An exporter for ``name`` with its target-specific options (see ``Exporter.options``)."""
+    return exporter_class(name)(**options)
+
+
+__all__ = ["ExportResult", "Exporter", "exporter_class", "get_exporter", "register", "targets"]

@@ -7,6 +7,7 @@ how to turn a (possibly quantized) program into its file format.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -29,6 +30,16 @@ class Converted:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Option:
+    """A target-specific export option (becomes ``--name-with-dashes`` on ``edge export <target>``)."""
+
+    name: str
+    default: str
+    choices: tuple[str, ...]
+    help: str
+
+
 @dataclass
 class ExportResult:
     artifact: Path
@@ -45,6 +56,26 @@ class Exporter(ABC):
     quantized_precisions: ClassVar[tuple[str, ...]] = ("int8",)
     quantizer: ClassVar[str | None] = None  # name in quantize.quantizers
     versions: ClassVar[tuple[str, ...]] = ("torch",)
+    options: ClassVar[tuple[Option, ...]] = ()
+    default_observer: ClassVar[str] = "histogram"  # activation observer when the config names none
+
+    def __init__(self, **opts: str) -> None:
+        known = {o.name: o for o in self.options}
+        unknown = sorted(set(opts) - set(known))
+        if unknown:
+            raise EdgeError(f"{self.name} has no option {', '.join(unknown)} (options: {', '.join(known) or 'none'})")
+        self.opts = {name: opts.get(name, o.default) for name, o in known.items()}
+        for name, value in self.opts.items():
+            if value not in known[name].choices:
+                raise EdgeError(f"{self.name}: {name} must be one of {', '.join(known[name].choices)}, got {value!r}")
+
+    def validate(self, precision: str, quant: PTQConfig | None) -> None:
+        """Reject a precision/option combination the target cannot build, before any work."""
+        return None
+
+    def simulation(self, model: LoadedModel, program: Any, precision: str) -> Any:
+        """The PyTorch program whose outputs the artifact should reproduce (default: the one converted)."""
+        return program
 
     def filename(self, model: LoadedModel, precision: str) -> str:
         base = model.spec.name.replace("/", "_").replace(".", "_")
@@ -76,11 +107,14 @@ class Exporter(ABC):
             raise EdgeError(f"{self.name} {precision} needs calibration images (--calib DIR)")
         if not quantized and quant is not None:
             raise EdgeError(f"a quantization config was given for {precision}, which is not quantized")
+        qcfg = (quant or PTQConfig()) if quantized else None
+        if qcfg is not None and qcfg.observer is None:  # "the target's default", recorded as such
+            qcfg = dataclasses.replace(qcfg, observer=self.default_observer)
+        self.validate(precision, qcfg)
         self.check()
         ensure_writable_dir(out_dir)
         t0 = time.perf_counter()
         program: Any = model.module
-        qcfg = (quant or PTQConfig()) if quantized else None
         if quantized:
             assert self.quantizer is not None and qcfg is not None
             say(f"{self.name}: quantizing with the {self.quantizer} quantizer on {qcfg.calib_size} images")
@@ -90,13 +124,12 @@ class Exporter(ABC):
         with atomic_path(artifact) as tmp:
             conv = self.convert(model, program, precision, tmp)
         seconds = time.perf_counter() - t0
-        manifest = build_manifest(
-            model, artifact, self.name, precision, qcfg, conv.io, seconds, self.versions, conv.extra
-        )
+        extra = {**({"options": self.opts} if self.opts else {}), **conv.extra}
+        manifest = build_manifest(model, artifact, self.name, precision, qcfg, conv.io, seconds, self.versions, extra)
         mpath = manifest_path(artifact)
         try:
             write_json(mpath, manifest)
         except OSError:
             artifact.unlink(missing_ok=True)
             raise
-        return ExportResult(artifact, mpath, manifest, program, seconds)
+        return ExportResult(artifact, mpath, manifest, self.simulation(model, program, precision), seconds)

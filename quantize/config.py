@@ -15,7 +15,9 @@ class PTQConfig:
     """Post-training static INT8: int8 per-channel symmetric weights, int8 activations."""
 
     calib_size: int = 128
-    observer: str = "histogram"  # activation observer: minmax | histogram | percentile
+    # activation observer: minmax | histogram | percentile; None = the target's default
+    # (XNNPACK: histogram; Core ML's quantizer: minmax), and the manifest records the one used.
+    observer: str | None = None
     percentile: float = 99.99  # used by the percentile observer
     per_channel: bool = True
     keep_float: tuple[str, ...] = ()  # module-path patterns (fnmatch) left in float
@@ -30,7 +32,7 @@ class PTQConfig:
     def __post_init__(self) -> None:
         if self.calib_size < 1:
             raise EdgeError(f"calibration size must be at least 1, got {self.calib_size}")
-        if self.observer not in OBSERVERS:
+        if self.observer is not None and self.observer not in OBSERVERS:
             raise EdgeError(f"unknown observer {self.observer!r}; choose one of {', '.join(OBSERVERS)}")
         if not 50.0 < self.percentile <= 100.0:
             raise EdgeError(f"percentile must be in (50, 100], got {self.percentile}")

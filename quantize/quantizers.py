@@ -120,3 +120,48 @@ def xnnpack_quantizer(config: PTQConfig, is_qat: bool) -> Any:
     if flt is not None:
         quantizer.set_filter_function(flt)
     return quantizer
+
+
+def _edge_coreml_quantizer_class() -> Any:
+    from executorch.backends.apple.coreml.quantizer import CoreMLQuantizer
+
+    class EdgeCoreMLQuantizer(CoreMLQuantizer):  # type: ignore[misc]
+        """Core ML's quantizer with our keep-float node filter applied to its global config."""
+
+        def __init__(self, config: Any, node_filter: Callable[[Any], bool] | None) -> None:
+            super().__init__(config)
+            self.node_filter = node_filter
+
+        def annotate(self, model: Any) -> Any:
+            self._annotate_all_patterns(model, self._config.global_config, self.node_filter)
+            return model
+
+    return EdgeCoreMLQuantizer
+
+
+# Core ML's quantizer builds its own observers; these are the ones it can use for PTQ.
+_COREML_OBSERVERS = {"minmax": "min_max"}
+
+
+@register_quantizer("coreml")
+def coreml_quantizer(config: PTQConfig, is_qat: bool) -> Any:
+    """coremltools' W8A8 scheme through ExecuTorch's CoreMLQuantizer: int8 symmetric weights
+    (per channel when asked), uint8 activations, converted by coremltools to quantize/dequantize."""
+    require("executorch.backends.apple.coreml.quantizer", "int8 quantization for Core ML")
+    require("coremltools", "int8 quantization for Core ML")
+    import torch
+    from coremltools.optimize.torch.quantization.quantization_config import LinearQuantizerConfig
+
+    observer = _COREML_OBSERVERS.get(config.observer or "minmax")
+    if observer is None:
+        raise EdgeError(f"the Core ML quantizer supports only the minmax observer, not {config.observer!r}")
+    cfg = LinearQuantizerConfig.from_dict({"global_config": {
+        "quantization_scheme": "symmetric",
+        "activation_dtype": torch.quint8,
+        "weight_dtype": torch.qint8,
+        "weight_per_channel": config.per_channel,
+        "activation_observer": "moving_average_min_max" if is_qat else observer,
+        "weight_observer": "moving_average_min_max" if is_qat else observer,
+        "milestones": [0, 0, 10 ** 9, 10 ** 9] if is_qat else None,
+    }})
+    return _edge_coreml_quantizer_class()(cfg, keep_float_filter(config.keep_float))

@@ -24,22 +24,28 @@ def register(cls: type[Runtime]) -> type[Runtime]:
     return cls
 
 
+_DISCOVERED: list[bool] = []
+
+
 def _discover() -> None:
-    if _REGISTRY:
+    """Import every module of this package once (a module imported directly registers early)."""
+    if _DISCOVERED:
         return
+    _DISCOVERED.append(True)
     for info in pkgutil.iter_modules(__path__):
         if info.name != "base":
             importlib.import_module(f"{__name__}.{info.name}")
 
 
-def runtime_for(artifact: Path | str) -> Runtime:
-    """The runtime that executes ``artifact`` (chosen by suffix), or a runtime by name."""
+def runtime_for(artifact: Path | str, **options: str) -> Runtime:
+    """The runtime that executes ``artifact`` (chosen by suffix), or a runtime by name; ``options``
+    are the runtime's own (e.g. Core ML's compute_units)."""
     _discover()
     key = str(artifact)
     cls = _REGISTRY.get(key) or _REGISTRY.get(Path(key).suffix.lower())
     if cls is None:
         raise EdgeError(f"no runtime knows how to run {artifact!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return cls()
+    return cls(**options)
 
 
 __all__ = ["Runtime", "Session", "register", "runtime_for"]

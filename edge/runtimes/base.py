@@ -33,5 +33,9 @@ class Runtime(ABC):
     @abstractmethod
     def load(self, artifact: Path | Any, threads: int | None = None) -> Session: ...
 
+    def unavailable_reason(self) -> str | None:
+        """Why this runtime cannot run on this host (None when it can)."""
+        return None
+
     def version(self) -> str:
         return "unknown"
