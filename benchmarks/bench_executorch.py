@@ -57,7 +57,7 @@ def main() -> int:
     ap.add_argument("--calib", default=str(Path(__file__).resolve().parents[2] / "shared/data/imagenet-sample"))
     ap.add_argument("--calib-size", type=int, default=128)
     ap.add_argument("--eval-size", type=int, default=200)
-    ap.add_argument("--observer", default="histogram")
+    ap.add_argument("--observer", default=None, help="default: the target's (percentile)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--recalibrate-bn", action="store_true")

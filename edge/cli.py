@@ -47,8 +47,10 @@ def _add_quant_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("int8")
     g.add_argument("--observer", choices=OBSERVERS, default=None,
-                   help="activation observer (default: the target's; xnnpack histogram, coreml minmax)")
+                   help="activation observer (default: the target's; xnnpack percentile, coreml minmax)")
     g.add_argument("--percentile", type=float, default=99.99, help="for --observer percentile")
+    g.add_argument("--int8-head", action="store_true",
+                   help="quantize the classifier head too (smaller file; by default it stays float: see README)")
     g.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="module paths (fnmatch, e.g. 'classifier' or 'blocks.5.*') to leave in float")
 
@@ -122,7 +124,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     exporter = get_exporter(args.target, **options)
     quantized = args.precision in exporter.quantized_precisions
     qcfg = PTQConfig(calib_size=args.calib_size, observer=args.observer, percentile=args.percentile,
-                     keep_float=tuple(args.keep_float), seed=args.seed) if quantized else None
+                     keep_float=tuple(args.keep_float), float_head=not args.int8_head,
+                     seed=args.seed) if quantized else None
     exporter.validate(args.precision, qcfg)
     exporter.check()
     ensure_writable_dir(args.out)  # fail before minutes of work, not after
@@ -159,6 +162,11 @@ def format_parity(report: dict[str, Any]) -> str:
         if f["top1"] is not None:
             lines.append(f"    top-1 {_fmt(f['top1'], '.1%')} (float {_fmt(f['ref_top1'], '.1%')})   "
                          f"top-5 {_fmt(f['top5'], '.1%')} (float {_fmt(f['ref_top5'], '.1%')})")
+        qf = par.get("quantized_program_vs_float")
+        if qf:
+            agree = qf["agreement_top1"]
+            lines.append(f"  quantization alone (fake-quant PyTorch vs float): SQNR {_fmt(qf['sqnr_db'], '.1f')} dB"
+                         + (f", top-1 agreement {agree:.1%}" if agree is not None else ""))
         q = par.get("vs_quantized_program")
         if q:
             lines.append(f"  vs the quantized PyTorch program it was lowered from: SQNR {_fmt(q['sqnr_db'], '.1f')} dB"

@@ -25,6 +25,9 @@ class Verification:
     artifact: Path
     vs_float: dict[str, float | None]
     vs_reference: dict[str, float | None] | None
+    # the program itself (e.g. fake-quant PyTorch) against float: what quantization alone costs,
+    # so a loss can be pinned on quantization or on conversion/runtime
+    reference_vs_float: dict[str, float | None] | None = None
     latency: dict[str, Any] | None = None
     measured: bool = True
     notes: list[str] = field(default_factory=list)
@@ -97,7 +100,9 @@ def verify_artifact(
     session = runtime.load(artifact, threads=threads)
     outs = run_session(session, images, desc=f"running {artifact.name}")
     vs_float = compare(ref_float, outs, labels, classifier)
-    vs_ref = None
+    vs_ref = ref_vs_float = None
     if reference is not None and reference is not model.module:
-        vs_ref = compare(run_torch(reference, images), outs, labels, classifier)
-    return Verification(artifact, vs_float, vs_ref, measured=runtime.measured)
+        ref_outs = run_torch(reference, images)
+        vs_ref = compare(ref_outs, outs, labels, classifier)
+        ref_vs_float = compare(ref_float, ref_outs, labels, classifier)
+    return Verification(artifact, vs_float, vs_ref, ref_vs_float, measured=runtime.measured)

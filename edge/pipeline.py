@@ -100,7 +100,8 @@ def export_and_verify(
         if not ver.measured and precision in ("fp16", "w8"):
             ver.notes.append(f"{precision}: Core ML's float16 arithmetic is not simulated (the program ran in float32)")
         parity = {"images": len(inputs.eval_images), "vs_float": ver.vs_float,
-                  "vs_quantized_program": ver.vs_reference, "measured": ver.measured, "notes": ver.notes}
+                  "vs_quantized_program": ver.vs_reference,
+                  "quantized_program_vs_float": ver.reference_vs_float, "measured": ver.measured, "notes": ver.notes}
     else:
         say("no held-out images (give --calib with more images than --calib-size, or --eval): parity not checked")
     return {"artifact": str(result.artifact), "manifest": str(result.manifest_path), "target": target,

