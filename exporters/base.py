@@ -73,6 +73,10 @@ class Exporter(ABC):
         """Reject a precision/option combination the target cannot build, before any work."""
         return None
 
+    def effective_config(self, config: PTQConfig) -> PTQConfig:
+        """The config as this target applies it (recorded in the manifest as such)."""
+        return config
+
     def simulation(self, model: LoadedModel, program: Any, precision: str) -> Any:
         """The PyTorch program whose outputs the artifact should reproduce (default: the one converted)."""
         return program
@@ -110,13 +114,16 @@ class Exporter(ABC):
         qcfg = (quant or PTQConfig()) if quantized else None
         if qcfg is not None and qcfg.observer is None:  # "the target's default", recorded as such
             qcfg = dataclasses.replace(qcfg, observer=self.default_observer)
+        if qcfg is not None:
+            qcfg = self.effective_config(qcfg)
         self.validate(precision, qcfg)
         self.check()
         ensure_writable_dir(out_dir)
         t0 = time.perf_counter()
         program: Any = model.module
-        if quantized:
-            assert self.quantizer is not None and qcfg is not None
+        self.calib_images = calib_images  # for targets whose converter calibrates itself (TFLite)
+        if quantized and self.quantizer is not None:
+            assert qcfg is not None
             say(f"{self.name}: quantizing with the {self.quantizer} quantizer on {qcfg.calib_size} images")
             program = quantize(model.module, model.example_input(), calib_images, qcfg, self.quantizer)
         artifact = out_dir / self.filename(model, precision)

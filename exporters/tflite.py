@@ -1,0 +1,246 @@
+"""TFLite/LiteRT `.tflite` through ONNX and onnx2tf, in fp32, fp16 or full INT8 — offline.
+
+Why the ONNX rewrite: LiteRT's XNNPACK delegate runs HARD_SWISH and RELU_0_TO_1 (onnx2tf's
+hard-sigmoid) in float only, so in onnx2tf's default int8 file each of fbnetv3_b's 77 hard-swishes
+and 18 squeeze-excite gates fell back to TFLite's reference kernels and cut the graph into 96
+XNNPACK partitions (4x slower than fp32). Written as Add → Clip(0, 6) → Mul with the 1/6 applied
+to x first — a form the TFLite converter does not fuse back — every op stays in XNNPACK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from edge._deps import require
+from edge.errors import EdgeError
+from edge.models import LoadedModel
+from exporters import register
+from exporters.base import Converted, Exporter, Option
+from quantize import PTQConfig
+
+# onnx2tf reads this file from the working directory for its test inference, else downloads it.
+_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+_OUTPUT_SUFFIX = {"fp32": "_float32.tflite", "fp16": "_float16.tflite"}
+
+
+@contextlib.contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    """onnx2tf looks for its sample data in the current directory (not thread-safe, like chdir)."""
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def rewrite_hard_activations(onnx_model: Any) -> dict[str, int]:
+    """Replace HardSwish / HardSigmoid with Add, Clip(0, 1/alpha) and Mul (see module docstring)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = onnx_model.graph
+    consts: dict[str, Any] = {}
+
+    def const(v: float) -> str:
+        name = f"edge_const_{len(consts)}_{abs(v):.6g}".replace(".", "_")
+        for k, t in consts.items():
+            if float(numpy_helper.to_array(t)) == np.float32(v):
+                return k
+        consts[name] = numpy_helper.from_array(np.array(v, np.float32), name)
+        return name
+
+    nodes: list[Any] = []
+    counts = {"HardSwish": 0, "HardSigmoid": 0}
+    for n in graph.node:
+        base = n.name or n.output[0]
+        if n.op_type == "HardSwish":
+            x, out = n.input[0], n.output[0]
+            nodes += [
+                helper.make_node("Add", [x, const(3.0)], [base + "/shift"], name=base + "/shift"),
+                helper.make_node("Clip", [base + "/shift", const(0.0), const(6.0)], [base + "/relu6"],
+                                 name=base + "/relu6"),
+                helper.make_node("Mul", [x, const(1 / 6)], [base + "/x6"], name=base + "/x6"),
+                helper.make_node("Mul", [base + "/x6", base + "/relu6"], [out], name=base + "/mul"),
+            ]
+        elif n.op_type == "HardSigmoid":
+            attrs = {a.name: a.f for a in n.attribute}
+            alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+            nodes += [
+                helper.make_node("Add", [n.input[0], const(beta / alpha)], [base + "/shift"], name=base + "/shift"),
+                helper.make_node("Clip", [base + "/shift", const(0.0), const(1 / alpha)], [base + "/relu6"],
+                                 name=base + "/relu6"),
+                helper.make_node("Mul", [base + "/relu6", const(alpha)], [n.output[0]], name=base + "/scale"),
+            ]
+        else:
+            nodes.append(n)
+            continue
+        counts[n.op_type] += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(consts.values())
+    return counts
+
+
+@register
+class TFLiteExporter(Exporter):
+    name = "tflite"
+    suffix = ".tflite"
+    precisions = ("fp32", "fp16", "int8")
+    quantizer = None  # the TFLite converter calibrates on our images itself
+    default_observer = "minmax"
+    versions = ("torch", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert", "timm")
+    options = (
+        Option("io", "float", ("float", "int8"), "int8 model: float32 or int8 input/output tensors"),
+        Option("int8_lowering", "xnnpack", ("xnnpack", "onnx2tf"),
+               "int8 hard-swish/hard-sigmoid: xnnpack = rewritten so XNNPACK runs them in int8; "
+               "onnx2tf = its default (they fall back to TFLite kernels)"),
+    )
+
+    def check(self) -> None:
+        require("onnx", "exporting to TFLite")
+        require("onnx2tf", "exporting to TFLite")
+        require("tensorflow", "exporting to TFLite")
+
+    def effective_config(self, config: PTQConfig) -> PTQConfig:
+        """Full-integer TFLite has no float layers: the head is int8 too (README: int8 costs)."""
+        import dataclasses
+
+        return dataclasses.replace(config, float_head=False)
+
+    def validate(self, precision: str, quant: PTQConfig | None) -> None:
+        if self.opts["io"] == "int8" and precision != "int8":
+            raise EdgeError("--io int8 applies to --precision int8 only")
+        if quant is not None and (quant.observer not in (None, "minmax") or quant.keep_float):
+            raise EdgeError("TFLite int8 is calibrated by the TFLite converter (min/max, every layer int8): "
+                            "--observer and --keep-float are not available for this target")
+
+    def convert(self, model: LoadedModel, program: Any, precision: str, dest: Path) -> Converted:
+        import numpy as np
+
+        onnx = require("onnx", "exporting to TFLite")
+        with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
+            work = Path(tmp)
+            onnx_path = work / "model.onnx"
+            self._to_onnx(model, program, onnx_path)
+            rewritten: dict[str, int] = {}
+            if precision == "int8" and self.opts["int8_lowering"] == "xnnpack":
+                # fp32/fp16 keep the converter's fused HARD_SWISH, which XNNPACK runs fast in float
+                graph = onnx.load(str(onnx_path))
+                rewritten = rewrite_hard_activations(graph)
+                onnx.save(graph, str(onnx_path))
+            calib = self._calibration_arrays(model, work, precision)
+            onnx2tf = require("onnx2tf", "exporting to TFLite")
+            kwargs: dict[str, Any] = {}
+            if precision == "int8":
+                kwargs = {
+                    "output_integer_quantized_tflite": True,
+                    "quant_type": "per-channel",
+                    "custom_input_op_name_np_data_path": [["image", str(calib), [[[[0.0, 0.0, 0.0]]]],
+                                                           [[[[1.0, 1.0, 1.0]]]]]],
+                    "input_quant_dtype": "int8",
+                    "output_quant_dtype": "int8",
+                }
+            with _working_dir(work):
+                try:
+                    onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(work / "tf"),
+                                    copy_onnx_input_output_names_to_tflite=True, output_signaturedefs=True,
+                                    non_verbose=True, **kwargs)
+                except SystemExit as exc:  # onnx2tf calls sys.exit() on conversion errors
+                    raise EdgeError(f"onnx2tf could not convert {model.spec.name} (exit {exc.code}); "
+                                    "its messages are above") from None
+                except (ValueError, TypeError, NotImplementedError, KeyError, RuntimeError) as exc:
+                    raise EdgeError(f"onnx2tf could not convert {model.spec.name}: {str(exc).splitlines()[0]}") \
+                        from exc
+            if precision == "int8":
+                name = "model_full_integer_quant.tflite" if self.opts["io"] == "int8" else "model_integer_quant.tflite"
+            else:
+                name = "model" + _OUTPUT_SUFFIX[precision]
+            produced = work / "tf" / name
+            if not produced.is_file():
+                raise EdgeError(f"onnx2tf did not write {name}; see its messages above")
+            dest.write_bytes(produced.read_bytes())
+        from edge.runtimes.litert import delegation, interpreter_class
+
+        interpreter, _ = interpreter_class()
+        it = interpreter(model_path=str(dest))
+        it.allocate_tensors()
+        inp = it.get_input_details()[0]
+        outs = it.get_output_details()
+        io = {
+            "inputs": [{"name": "image", "shape": [int(s) for s in inp["shape"]], "layout": "NHWC",
+                        "dtype": np.dtype(inp["dtype"]).name, "quantization": _qparams(inp)}],
+            "outputs": [{"name": name, "tensor": d["name"], "shape": [int(s) for s in d["shape"]],
+                         "layout": d["layout"],  # onnx2tf keeps some 4-D outputs NCHW, some NHWC
+                         "dtype": np.dtype(d["dtype"]).name, "quantization": _qparams(d)}
+                        for name, d in zip(model.output_names, _match_outputs(model, program, outs), strict=True)],
+        }
+        return Converted(io=io, extra={"backend": "xnnpack", "delegation": delegation(dest),
+                                       "onnx_rewrites": rewritten, "converter": "onnx2tf"})
+
+    @staticmethod
+    def _to_onnx(model: LoadedModel, program: Any, path: Path) -> None:
+        import torch
+
+        try:
+            torch.onnx.export(program, (model.example_input(1),), str(path), input_names=["image"],
+                              output_names=model.output_names, opset_version=17, dynamo=False)
+        except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
+            raise EdgeError(f"{model.spec.name} could not be exported to ONNX: {str(exc).splitlines()[0]}") from exc
+
+    def _calibration_arrays(self, model: LoadedModel, work: Path, precision: str) -> Path:
+        """onnx2tf's sample file (20 images, 128 px, [0, 1]) and the int8 calibration set (our
+        normalised images, NHWC) — both from the user's calibration images, never a download."""
+        import numpy as np
+        import torch
+
+        images = self.calib_images
+        if images is None:  # fp32/fp16: seeded noise around the mean image is enough for onnx2tf's check
+            images = model.example_input(4) * 0.5
+        pre = model.preprocessing()
+        mean = torch.tensor(pre["mean"]).view(1, 3, 1, 1)
+        std = torch.tensor(pre["std"]).view(1, 3, 1, 1)
+        pixels = (images * std + mean).clamp(0, 1)
+        sample = torch.nn.functional.interpolate(pixels, size=(128, 128), mode="bilinear", align_corners=False)
+        idx = torch.arange(20) % sample.shape[0]
+        np.save(work / _SAMPLE_FILE, sample[idx].permute(0, 2, 3, 1).numpy().astype(np.float32))
+        calib = work / "calibration.npy"
+        np.save(calib, images.permute(0, 2, 3, 1).numpy().astype(np.float32))
+        return calib
+
+
+def _match_outputs(model: LoadedModel, program: Any, outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The .tflite outputs in the PyTorch model's order, matched by shape, with the layout each
+    came out in: onnx2tf drops the ONNX output names and transposes some 4-D outputs and not others."""
+    import torch
+
+    with torch.no_grad():
+        ref = program(model.example_input(1))
+    ref = list(ref) if isinstance(ref, (list, tuple)) else [ref]
+    left = list(outs)
+    ordered = []
+    for r in ref:
+        nchw = list(r.shape)
+        nhwc = list(r.permute(0, 2, 3, 1).shape) if r.dim() == 4 else None
+        hit = None
+        for layout, shape in (("NCHW" if r.dim() == 4 else None, nchw), ("NHWC", nhwc)):
+            hit = next((d for d in left if shape is not None and [int(v) for v in d["shape"]] == shape), None)
+            if hit is not None:
+                hit = {**hit, "layout": layout}
+                break
+        if hit is None:
+            got = [[int(v) for v in d["shape"]] for d in outs]
+            raise EdgeError(f"the .tflite has no output of shape {nchw} in NCHW or NHWC (outputs: {got})")
+        left = [d for d in left if d["index"] != hit["index"]]
+        ordered.append(hit)
+    return ordered
+
+
+def _qparams(detail: dict[str, Any]) -> dict[str, float] | None:
+    scale, zero = detail["quantization"]
+    return {"scale": float(scale), "zero_point": int(zero)} if scale else None

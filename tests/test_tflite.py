@@ -1,0 +1,165 @@
+"""TFLite target through onnx2tf, run by the real LiteRT interpreter (XNNPACK delegate)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CIFAR, IMAGENET
+
+from edge._deps import has
+from edge.harness import run_session
+from edge.models import ModelSpec
+from edge.pipeline import export_and_verify, load_inputs
+from edge.runtimes import runtime_for
+
+if not (has("onnx2tf") and has("ai_edge_litert")):
+    pytest.skip("the TFLite stack is not installed", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def tflite_out(session_out: Path) -> Path:
+    return session_out / "tflite"
+
+
+@pytest.fixture(scope="session")
+def tflite_reports(random_inputs, tflite_out: Path) -> dict[str, dict]:
+    """fp32 and int8 (int8 I/O) classifiers at 64 px, fp16 with every socket connect refused and
+    recorded, and fp32 feature maps."""
+    out = {"fp32": export_and_verify("tflite", random_inputs, "fp32", tflite_out),
+           "int8": export_and_verify("tflite", random_inputs, "int8", tflite_out / "int8io", options={"io": "int8"})}
+    attempts: list = []
+    real_connect = socket.socket.connect
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError("network access refused by the test")
+
+    socket.socket.connect = refuse  # type: ignore[method-assign]
+    try:
+        out["fp16"] = export_and_verify("tflite", random_inputs, "fp16", tflite_out)
+    finally:
+        socket.socket.connect = real_connect  # type: ignore[method-assign]
+    out["fp16"]["socket_attempts"] = attempts
+    inp = load_inputs(ModelSpec(weights="random", input_size=64, mode="features"), str(IMAGENET), 8, eval_size=4,
+                      recalibrate_bn=True)
+    out["features"] = export_and_verify("tflite", inp, "fp32", tflite_out)
+    out["features"]["inputs"] = inp
+    return out
+
+
+def test_fp32_tflite_equals_eager(tflite_reports, random_inputs) -> None:
+    rep = tflite_reports["fp32"]
+    x = random_inputs.eval_images[:6]
+    got = run_session(runtime_for(rep["artifact"]).load(Path(rep["artifact"]), threads=2), x)
+    ref = runtime_for("pytorch").load(random_inputs.model.module).run(x)
+    np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=1e-4 * float(np.abs(ref[0]).max()))
+    assert rep["delegation"]["non_delegated_ops"] == 0 and rep["delegation"]["delegated_subgraphs"] == 1
+
+
+def test_feature_maps_keep_order_and_shapes(tflite_reports) -> None:
+    rep = tflite_reports["features"]
+    inputs = rep["inputs"]
+    man = json.loads(Path(rep["manifest"]).read_text())
+    assert [o["name"] for o in man["io"]["outputs"]] == inputs.model.output_names
+    got = run_session(runtime_for(rep["artifact"]).load(Path(rep["artifact"])), inputs.eval_images[:2])
+    ref = runtime_for("pytorch").load(inputs.model.module).run(inputs.eval_images[:2])
+    assert [g.shape for g in got] == [r.shape for r in ref]
+    from edge.metrics import sqnr_db
+
+    # The deepest maps of a random-weight net amplify float summation-order differences (README),
+    # so feature maps are held to 40 dB rather than to an elementwise bound.
+    assert all(sqnr_db(r, g) > 40.0 for g, r in zip(got, ref, strict=True)), \
+        [sqnr_db(r, g) for g, r in zip(got, ref, strict=True)]
+
+
+def test_int8_is_fully_delegated_with_int8_io(tflite_reports) -> None:
+    rep = tflite_reports["int8"]
+    man = json.loads(Path(rep["manifest"]).read_text())
+    assert man["onnx_rewrites"] == {"HardSwish": 77, "HardSigmoid": 18}
+    assert json.loads(Path(tflite_reports["fp32"]["manifest"]).read_text())["onnx_rewrites"] == {}
+    d = man["delegation"]
+    assert d["non_delegated_ops"] == 0 and d["delegated_subgraphs"] == 1, d
+    inp, out = man["io"]["inputs"][0], man["io"]["outputs"][0]
+    assert inp["layout"] == "NHWC" and inp["shape"] == [1, 64, 64, 3] and inp["dtype"] == "int8"
+    assert inp["quantization"]["scale"] > 0 and out["dtype"] == "int8" and out["quantization"]["scale"] > 0
+    assert man["quantization"]["float_head"] is False and man["options"] == {"io": "int8"}
+    fp32 = json.loads(Path(tflite_reports["fp32"]["manifest"]).read_text())
+    assert man["size_bytes"] < 0.3 * fp32["size_bytes"]
+
+
+def test_fp16_export_opens_no_network_connection(tflite_reports) -> None:
+    rep = tflite_reports["fp16"]
+    assert rep["socket_attempts"] == []
+    assert rep["parity"]["vs_float"]["cosine"] > 0.95  # fp16 weights on a random-weight (chaotic) net
+    assert Path(rep["artifact"]).is_file()
+
+
+@pytest.fixture(scope="session")
+def reference_tflite(reference_weights: Path, tflite_out: Path) -> dict:
+    spec = ModelSpec(weights=str(reference_weights), input_size=32)
+    inputs = load_inputs(spec, f"{CIFAR}::cifar10/train", 256, eval_data=f"{CIFAR}::cifar10/test", eval_size=500)
+    return export_and_verify("tflite", inputs, "int8", tflite_out / "ref")
+
+
+def test_int8_reference_model_is_fully_delegated(reference_tflite: dict) -> None:
+    assert reference_tflite["delegation"]["non_delegated_ops"] == 0
+    assert reference_tflite["parity"]["images"] == 500
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "measured: top-1 17.8% vs float 26.2%, -2.3 dB logit SQNR. Full-integer TFLite quantizes the head "
+    "(post-pool conv_head + hard-swish, a few channels 100x the rest) to one int8 scale, the op that "
+    "ruins PT2E int8 too; the TFLite converter has no float-head escape through onnx2tf. Issue 3 open."))
+def test_int8_accuracy_on_the_reference_model(reference_tflite: dict) -> None:
+    f = reference_tflite["parity"]["vs_float"]
+    assert f["top1"] >= f["ref_top1"] - 0.03, f
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not reached on the weakly trained reference model: full-integer TFLite (every layer int8, min/max "
+    "calibration) stays far below 15 dB, as PT2E int8 with an int8 head does. strict: fails loudly once met."))
+def test_int8_meets_usable_fidelity_thresholds(reference_tflite: dict) -> None:
+    f = reference_tflite["parity"]["vs_float"]
+    assert f["sqnr_db"] >= 15.0 and f["agreement_top1"] >= 0.99, f
+
+
+def test_corrupt_tflite_is_a_clear_error(tmp_path: Path) -> None:
+    from edge.errors import EdgeError
+
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"TFL3" + b"\x00" * 64)
+    with pytest.raises(EdgeError, match="not a loadable .tflite"):
+        runtime_for(bad).load(bad)
+
+
+def test_unconvertible_model_is_a_clear_error_and_writes_nothing(random_inputs, tmp_path: Path) -> None:
+    import torch
+
+    from edge.errors import EdgeError
+    from exporters import get_exporter
+
+    class Svd(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.svdvals(x.mean(1))
+
+    model = dataclasses.replace(random_inputs.model, module=Svd().eval(), output_names=["s"])
+    with pytest.raises(EdgeError, match="could not be exported to ONNX|onnx2tf could not convert"):
+        get_exporter("tflite").export(model, "fp32", tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_rejects_options_the_converter_cannot_honour(tmp_path: Path) -> None:
+    from test_executorch import _assert_one_line_error, _edge
+
+    res = _edge("export", "tflite", "--weights", "random", "--input-size", "64", "--precision", "int8",
+                "--observer", "histogram", "--calib", str(IMAGENET), "--out", str(tmp_path / "o"))
+    _assert_one_line_error(res, "calibrated by the TFLite converter")
+    res = _edge("export", "tflite", "--weights", "random", "--input-size", "64", "--io", "int8",
+                "--out", str(tmp_path / "o"))
+    _assert_one_line_error(res, "--io int8 applies to --precision int8 only")
+    assert not (tmp_path / "o").exists()
