@@ -4,7 +4,8 @@ Why the ONNX rewrite: LiteRT's XNNPACK delegate runs HARD_SWISH and RELU_0_TO_1 
 hard-sigmoid) in float only, so in onnx2tf's default int8 file each of fbnetv3_b's 77 hard-swishes
 and 18 squeeze-excite gates fell back to TFLite's reference kernels and cut the graph into 96
 XNNPACK partitions (4x slower than fp32). Written as Add → Clip(0, 6) → Mul with the 1/6 applied
-to x first — a form the TFLite converter does not fuse back — every op stays in XNNPACK.
+to x first — a form the TFLite converter does not fuse back — every op stays in XNNPACK. In fp32
+and fp16 only the hard-sigmoid is rewritten: XNNPACK runs the fused float HARD_SWISH itself.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _working_dir(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
-def rewrite_hard_activations(onnx_model: Any) -> dict[str, int]:
+def rewrite_hard_activations(onnx_model: Any, ops: tuple[str, ...] = ("HardSwish", "HardSigmoid")) -> dict[str, int]:
     """Replace HardSwish / HardSigmoid with Add, Clip(0, 1/alpha) and Mul (see module docstring)."""
     import numpy as np
     from onnx import helper, numpy_helper
@@ -59,6 +60,9 @@ def rewrite_hard_activations(onnx_model: Any) -> dict[str, int]:
     counts = {"HardSwish": 0, "HardSigmoid": 0}
     for n in graph.node:
         base = n.name or n.output[0]
+        if n.op_type not in ops:
+            nodes.append(n)
+            continue
         if n.op_type == "HardSwish":
             x, out = n.input[0], n.output[0]
             nodes += [
@@ -129,10 +133,11 @@ class TFLiteExporter(Exporter):
             onnx_path = work / "model.onnx"
             self._to_onnx(model, program, onnx_path)
             rewritten: dict[str, int] = {}
-            if precision == "int8" and self.opts["int8_lowering"] == "xnnpack":
+            if precision != "int8" or self.opts["int8_lowering"] == "xnnpack":
                 # fp32/fp16 keep the converter's fused HARD_SWISH, which XNNPACK runs fast in float
                 graph = onnx.load(str(onnx_path))
-                rewritten = rewrite_hard_activations(graph)
+                rewritten = rewrite_hard_activations(graph, ("HardSwish", "HardSigmoid") if precision == "int8"
+                                                     else ("HardSigmoid",))
                 onnx.save(graph, str(onnx_path))
             calib = self._calibration_arrays(model, work, precision)
             onnx2tf = require("onnx2tf", "exporting to TFLite")
