@@ -50,7 +50,9 @@ class CoreMLExporter(Exporter):
     suffix = ".mlpackage"
     precisions = ("fp16", "fp32", "w8", "int8")
     quantizer = "coreml"
-    default_observer = "minmax"
+    # Measured on the CIFAR-10 reference model (simulated W8A8): percentile 8.1 dB / 60% top-1
+    # agreement / top-1 26.6% vs float 26.2%; Core ML's own min/max 3.5 dB / 35% / 23.4%.
+    default_observer = "percentile"
     versions = ("torch", "coremltools", "executorch", "timm")
     options = (
         Option("deployment_target", "iOS17", DEPLOYMENT_TARGETS,

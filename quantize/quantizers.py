@@ -128,19 +128,43 @@ def _edge_coreml_quantizer_class() -> Any:
     class EdgeCoreMLQuantizer(CoreMLQuantizer):  # type: ignore[misc]
         """Core ML's quantizer with our keep-float node filter applied to its global config."""
 
-        def __init__(self, config: Any, node_filter: Callable[[Any], bool] | None) -> None:
+        def __init__(self, config: Any, node_filter: Callable[[Any], bool] | None, activation_ctr: Any) -> None:
             super().__init__(config)
             self.node_filter = node_filter
+            self.activation_ctr = activation_ctr
 
         def annotate(self, model: Any) -> Any:
             self._annotate_all_patterns(model, self._config.global_config, self.node_filter)
+            if self.activation_ctr is not None:
+                _replace_activation_observers(model, self.activation_ctr)
             return model
 
     return EdgeCoreMLQuantizer
 
 
-# Core ML's quantizer builds its own observers; these are the ones it can use for PTQ.
-_COREML_OBSERVERS = {"minmax": "min_max"}
+def _replace_activation_observers(gm: Any, ctr: Any) -> None:
+    """Swap the observer of every per-tensor (activation) spec a quantizer annotated; weights
+    (per-channel) and derived bias specs keep theirs."""
+    import torch
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    per_tensor = (torch.per_tensor_affine, torch.per_tensor_symmetric)
+
+    def swap(spec: Any) -> Any:
+        if isinstance(spec, QuantizationSpec) and spec.qscheme in per_tensor:
+            return dataclasses.replace(spec, observer_or_fake_quant_ctr=ctr)
+        return spec
+
+    for node in gm.graph.nodes:
+        ann = node.meta.get("quantization_annotation")
+        if ann is None:
+            continue
+        ann.input_qspec_map = {k: (v if getattr(k, "op", None) == "get_attr" else swap(v))
+                               for k, v in ann.input_qspec_map.items()}
+        ann.output_qspec = swap(ann.output_qspec)
+
+
+# Core ML's quantizer builds min/max observers; the others are swapped in after annotation.
 
 
 @register_quantizer("coreml")
@@ -152,9 +176,7 @@ def coreml_quantizer(config: PTQConfig, is_qat: bool) -> Any:
     import torch
     from coremltools.optimize.torch.quantization.quantization_config import LinearQuantizerConfig
 
-    observer = _COREML_OBSERVERS.get(config.observer or "minmax")
-    if observer is None:
-        raise EdgeError(f"the Core ML quantizer supports only the minmax observer, not {config.observer!r}")
+    observer = "min_max"
     cfg = LinearQuantizerConfig.from_dict({"global_config": {
         "quantization_scheme": "symmetric",
         "activation_dtype": torch.quint8,
@@ -164,4 +186,5 @@ def coreml_quantizer(config: PTQConfig, is_qat: bool) -> Any:
         "weight_observer": "moving_average_min_max" if is_qat else observer,
         "milestones": [0, 0, 10 ** 9, 10 ** 9] if is_qat else None,
     }})
-    return _edge_coreml_quantizer_class()(cfg, keep_float_filter(config.keep_float))
+    swap = None if is_qat or config.observer in (None, "minmax") else activation_observer(config)
+    return _edge_coreml_quantizer_class()(cfg, keep_float_filter(config.keep_float), swap)
