@@ -88,7 +88,7 @@ def test_int8_is_fully_delegated_with_int8_io(tflite_reports) -> None:
     inp, out = man["io"]["inputs"][0], man["io"]["outputs"][0]
     assert inp["layout"] == "NHWC" and inp["shape"] == [1, 64, 64, 3] and inp["dtype"] == "int8"
     assert inp["quantization"]["scale"] > 0 and out["dtype"] == "int8" and out["quantization"]["scale"] > 0
-    assert man["quantization"]["float_head"] is False and man["options"] == {"io": "int8"}
+    assert man["quantization"]["float_head"] is False and man["options"] == {"io": "int8", "int8_lowering": "xnnpack"}
     fp32 = json.loads(Path(tflite_reports["fp32"]["manifest"]).read_text())
     assert man["size_bytes"] < 0.3 * fp32["size_bytes"]
 
