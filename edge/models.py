@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge._deps import require
-from edge.errors import EdgeError
+from edge.errors import EdgeError, first_line
 
 DEFAULT_MODEL = "fbnetv3_b.ra2_in1k"
 MODES = ("classifier", "embeddings", "features")
@@ -120,7 +120,7 @@ def read_state_dict(path: Path) -> dict[str, Any]:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except (OSError, EOFError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise EdgeError(f"weights file {path} is not a readable state dict: {first}") from exc
         except Exception as exc:  # noqa: BLE001 - torch raises pickle.UnpicklingError and friends
             raise EdgeError(f"weights file {path} is not a plain state dict ({type(exc).__name__})") from exc
@@ -176,7 +176,7 @@ def _load_hub(timm: Any, name: str, num_classes: int | None, offline: bool) -> A
     try:
         return _create(timm, name, pretrained=True, **kw)
     except (OSError, ValueError, RuntimeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise EdgeError(f"could not load pretrained weights for {name} from the hub or its cache: {msg}") from exc
 
 

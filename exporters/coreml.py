@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge._deps import require
-from edge.errors import EdgeError
+from edge.errors import EdgeError, first_line
 from edge.models import LoadedModel
 from exporters import register
 from exporters.base import Converted, Exporter, Option
@@ -109,7 +109,7 @@ class CoreMLExporter(Exporter):
                 **kwargs,
             )
         except (NotImplementedError, ValueError, RuntimeError, TypeError) as exc:
-            raise EdgeError(f"coremltools could not convert {model.spec.name}: {_first_line(exc)}") from exc
+            raise EdgeError(f"coremltools could not convert {model.spec.name}: {first_line(exc)}") from exc
         if precision == "w8":
             mlmodel = _quantize_weights(ct, mlmodel)
         _describe(mlmodel, model, precision, image_input)
@@ -175,7 +175,3 @@ def _describe(mlmodel: Any, model: LoadedModel, precision: str, image_input: boo
     if model.spec.mode == "classifier":
         meta["edge.scores"] = "classLabel_probs holds the logits; apply softmax for probabilities"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

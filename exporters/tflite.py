@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edge._deps import require
-from edge.errors import EdgeError
+from edge.errors import EdgeError, first_line
 from edge.models import LoadedModel
 from exporters import register
 from exporters.base import Converted, Exporter, Option
@@ -160,7 +160,7 @@ class TFLiteExporter(Exporter):
                     raise EdgeError(f"onnx2tf could not convert {model.spec.name} (exit {exc.code}); "
                                     "its messages are above") from None
                 except (ValueError, TypeError, NotImplementedError, KeyError, RuntimeError) as exc:
-                    raise EdgeError(f"onnx2tf could not convert {model.spec.name}: {str(exc).splitlines()[0]}") \
+                    raise EdgeError(f"onnx2tf could not convert {model.spec.name}: {first_line(exc)}") \
                         from exc
             if precision == "int8":
                 name = "model_full_integer_quant.tflite" if self.opts["io"] == "int8" else "model_integer_quant.tflite"
@@ -196,7 +196,7 @@ class TFLiteExporter(Exporter):
             torch.onnx.export(program, (model.example_input(1),), str(path), input_names=["image"],
                               output_names=model.output_names, opset_version=17, dynamo=False)
         except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
-            raise EdgeError(f"{model.spec.name} could not be exported to ONNX: {str(exc).splitlines()[0]}") from exc
+            raise EdgeError(f"{model.spec.name} could not be exported to ONNX: {first_line(exc)}") from exc
 
     def _calibration_arrays(self, model: LoadedModel, work: Path, precision: str) -> Path:
         """onnx2tf's sample file (20 images, 128 px, [0, 1]) and the int8 calibration set (our

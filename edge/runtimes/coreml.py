@@ -15,6 +15,7 @@ import numpy as np
 
 from edge._deps import require
 from edge.errors import EdgeError
+from edge.manifest import manifest_path
 from edge.runtimes import register
 from edge.runtimes.base import Runtime, Session
 
@@ -73,7 +74,7 @@ class CoreMLRuntime(Runtime):
             raise EdgeError(reason)
         ct = require("coremltools", "running a Core ML model")
         path = Path(artifact)
-        manifest_file = path.with_name(path.name + ".json")
+        manifest_file = manifest_path(path)
         if not manifest_file.is_file():
             raise EdgeError(f"{path} has no manifest beside it ({manifest_file.name}); export it with edge")
         try:

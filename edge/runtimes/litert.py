@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from edge._deps import has, require
-from edge.errors import EdgeError
+from edge.errors import EdgeError, first_line
+from edge.manifest import manifest_path
 from edge.runtimes import register
 from edge.runtimes.base import Runtime, Session
 
@@ -84,7 +85,7 @@ class LiteRTRuntime(Runtime):
             it = interpreter(model_path=str(path), num_threads=threads or None)
             it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise EdgeError(f"{path} is not a loadable .tflite model: {str(exc).splitlines()[0]}") from exc
+            raise EdgeError(f"{path} is not a loadable .tflite model: {first_line(exc)}") from exc
         order, layouts = _output_order(path, it)
         return LiteRTSession(it, order, layouts)
 
@@ -98,7 +99,7 @@ def _output_order(path: Path, it: Any) -> tuple[list[int], list[str | None]]:
     """Output tensors in the manifest's order, and each one's layout (NHWC outputs are transposed
     back to NCHW). Without a manifest: the file's order, 4-D outputs taken as NHWC."""
     outs = it.get_output_details()
-    manifest = path.with_name(path.name + ".json")
+    manifest = manifest_path(path)
     if manifest.is_file():
         described = json.loads(manifest.read_text())["io"]["outputs"]
         by_name = {d["name"]: i for i, d in enumerate(outs)}
