@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,7 +152,9 @@ class TFLiteExporter(Exporter):
                     "input_quant_dtype": "int8",
                     "output_quant_dtype": "int8",
                 }
-            with _working_dir(work):
+            # onnx2tf and TensorFlow print the saved model's signature on stdout; keep stdout for
+            # the CLI's own result (`--json`)
+            with _working_dir(work), contextlib.redirect_stdout(sys.stderr):
                 try:
                     onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(work / "tf"),
                                     copy_onnx_input_output_names_to_tflite=True, output_signaturedefs=True,
@@ -185,7 +188,7 @@ class TFLiteExporter(Exporter):
                          "dtype": np.dtype(d["dtype"]).name, "quantization": _qparams(d)}
                         for name, d in zip(model.output_names, _match_outputs(model, program, outs), strict=True)],
         }
-        return Converted(io=io, extra={"backend": "xnnpack", "delegation": delegation(dest),
+        return Converted(io=io, extra={"backend": "xnnpack", "delegation": delegation(it),
                                        "onnx_rewrites": rewritten, "converter": "onnx2tf"})
 
     @staticmethod

@@ -109,13 +109,11 @@ def _output_order(path: Path, it: Any) -> tuple[list[int], list[str | None]]:
     return list(range(len(outs))), ["NHWC" if len(d["shape"]) == 4 else None for d in outs]
 
 
-def delegation(path: Path, threads: int = 1) -> dict[str, Any]:
-    """How many ops XNNPACK took, and which ran in TFLite's own kernels (and split the graph)."""
+def delegation(it: Any) -> dict[str, Any]:
+    """How many ops XNNPACK took in an allocated interpreter, and which ran in TFLite's own
+    kernels (and split the graph)."""
     from collections import Counter
 
-    interpreter, _ = interpreter_class()
-    it = interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
     ops = it._get_ops_details()
     delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
     original = [op for op in ops if op["op_name"] != "DELEGATE"]
