@@ -61,3 +61,18 @@ def reference_weights() -> Path:
     if not path.is_file():
         finetune(ModelSpec(weights="random", input_size=32), f"{CIFAR}::cifar10/train", path, cfg)
     return path
+
+
+@pytest.fixture(scope="session")
+def unconvertible_model(random_inputs):
+    """The fbnetv3_b LoadedModel with its module swapped for one built on an op (svdvals) that
+    neither ONNX/onnx2tf nor coremltools converts."""
+    import dataclasses
+
+    import torch
+
+    class Svd(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.svdvals(x.mean(1))
+
+    return dataclasses.replace(random_inputs.model, module=Svd().eval(), output_names=["s"])

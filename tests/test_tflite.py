@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
 from pathlib import Path
@@ -138,17 +137,11 @@ def test_corrupt_tflite_is_a_clear_error(tmp_path: Path) -> None:
         runtime_for(bad).load(bad)
 
 
-def test_unconvertible_model_is_a_clear_error_and_writes_nothing(random_inputs, tmp_path: Path) -> None:
-    import torch
-
+def test_unconvertible_model_is_a_clear_error_and_writes_nothing(unconvertible_model, tmp_path: Path) -> None:
     from edge.errors import EdgeError
     from exporters import get_exporter
 
-    class Svd(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.linalg.svdvals(x.mean(1))
-
-    model = dataclasses.replace(random_inputs.model, module=Svd().eval(), output_names=["s"])
+    model = unconvertible_model
     with pytest.raises(EdgeError, match="could not be exported to ONNX|onnx2tf could not convert"):
         get_exporter("tflite").export(model, "fp32", tmp_path)
     assert not any(tmp_path.iterdir())
