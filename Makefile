@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv sysdeps demo test lint bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/edge demo
 
-test: $(STAMP)
+sysdeps:
+	bash scripts/sysdeps.sh
+
+test: $(STAMP) sysdeps
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)

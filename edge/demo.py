@@ -54,7 +54,7 @@ def run_demo(out: Path, threads: int = 2, runs: int = 50, calib_size: int = 32) 
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    from edge.cli import format_parity
+    from edge.formatting import format_parity
 
     head = [f"model {s['model']}  weights {s['weights']}"] + [f"  note: {n}" for n in s["notes"]]
     body = [format_parity(r) for r in s["exports"]]

@@ -57,6 +57,8 @@ class Exporter(ABC):
     quantizer: ClassVar[str | None] = None  # name in quantize.quantizers
     versions: ClassVar[tuple[str, ...]] = ("torch",)
     options: ClassVar[tuple[Option, ...]] = ()
+    # Options of the artifact's runtime for the parity run (not recorded in the artifact).
+    runtime_options: ClassVar[tuple[Option, ...]] = ()
     default_observer: ClassVar[str] = "histogram"  # activation observer when the config names none
 
     def __init__(self, **opts: str) -> None:

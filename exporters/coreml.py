@@ -13,6 +13,7 @@ from typing import Any
 from edge._deps import require
 from edge.errors import EdgeError, first_line
 from edge.models import LoadedModel
+from edge.runtimes.coreml import COMPUTE_UNITS
 from exporters import register
 from exporters.base import Converted, Exporter, Option
 from quantize import PTQConfig
@@ -59,6 +60,9 @@ class CoreMLExporter(Exporter):
                "minimum OS the package runs on (int8/W8A8 needs iOS17 or macOS14 or newer)"),
         Option("input_type", "tensor", ("tensor", "image"),
                "tensor: normalised NCHW float, as other targets; image: an RGB image, mean/std applied inside"),
+    )
+    runtime_options = (
+        Option("compute_units", "ALL", COMPUTE_UNITS, "Core ML compute units for the parity run on macOS"),
     )
 
     def check(self) -> None:

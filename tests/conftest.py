@@ -4,6 +4,7 @@ at small input sizes; real images come from ../shared/data beside the project ro
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,18 @@ CIFAR = DATA / "cifar10.tar.gz"
 SMALL = 64  # input side for the fast exports
 
 os.environ.setdefault("EDGE_QUIET", "1")
+
+
+def require_tool(name: str, package: str) -> str:
+    """Path of a system tool (from .ci/apt-packages.txt). Missing: skip here, fail in CI
+    (EDGE_REQUIRE_SYSDEPS=1), so a test that needs a real tool never passes without it."""
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    if path is None:
+        msg = f"{name} not found: install the Debian package {package} (make sysdeps)"
+        if os.environ.get("EDGE_REQUIRE_SYSDEPS") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
 
 
 def pytest_configure(config: pytest.Config) -> None:

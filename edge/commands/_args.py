@@ -1,0 +1,58 @@
+"""Argument groups several commands share (model, images, int8 knobs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = Path("out")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    from edge.models import DEFAULT_MODEL, MODES
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=DEFAULT_MODEL, help="timm model name (default: %(default)s)")
+    g.add_argument("--weights", default="hub",
+                   help="hub (timm pretrained, may download), auto (hub cache else seeded random), "
+                        "random (seeded), or a .safetensors/.pth state-dict file (default: %(default)s)")
+    g.add_argument("--num-classes", type=int, default=None,
+                   help="classifier size; inferred from a weights file when not given")
+    g.add_argument("--mode", choices=MODES, default="classifier",
+                   help="classifier logits, embeddings (num_classes=0) or features (features_only)")
+    g.add_argument("--input-size", type=int, default=None, help="square input side (default: timm's)")
+    g.add_argument("--seed", type=int, default=0, help="seed for random weights and image sampling")
+    g.add_argument("--recalibrate-bn", action="store_true",
+                   help="re-estimate BatchNorm statistics on the calibration images (for random weights)")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("images")
+    g.add_argument("--calib",
+                   help="calibration images: ImageFolder, flat ImageNet folder, or .tar.gz[::SUBDIR]")
+    g.add_argument("--calib-size", type=int, default=128, help="calibration images to use (default: %(default)s)")
+    g.add_argument("--eval", dest="eval_data", help="held-out images for the parity check (default: rest of --calib)")
+    g.add_argument("--eval-size", type=int, default=32,
+                   help="held-out images for the parity check (default: %(default)s)")
+    g.add_argument("--classes", type=Path, help="class list for flat ImageNet folders (synset per line)")
+
+
+def add_quant_args(p: argparse.ArgumentParser) -> None:
+    from quantize import OBSERVERS
+
+    g = p.add_argument_group("int8")
+    g.add_argument("--observer", choices=OBSERVERS, default=None,
+                   help="activation observer (default: the target's; xnnpack and coreml percentile, tflite minmax)")
+    g.add_argument("--percentile", type=float, default=99.99, help="for --observer percentile")
+    g.add_argument("--int8-head", action="store_true",
+                   help="quantize the classifier head too (smaller file; by default it stays float: see README)")
+    g.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                   help="module paths (fnmatch, e.g. 'classifier' or 'blocks.5.*') to leave in float")
+
+
+def model_spec(args: argparse.Namespace) -> Any:
+    from edge.models import ModelSpec
+
+    return ModelSpec(name=args.model, weights=args.weights, mode=args.mode, num_classes=args.num_classes,
+                     seed=args.seed, input_size=args.input_size)
