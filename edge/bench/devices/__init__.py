@@ -1,0 +1,50 @@
+"""Device transports by URL scheme: `local`, `ssh://user@host[:port]`, `adb://SERIAL`.
+
+A new transport is one new module here defining a `Device` subclass decorated with `@register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from edge.bench.devices.base import BenchConfig, Device
+from edge.errors import EdgeError
+
+_REGISTRY: dict[str, type[Device]] = {}
+_DISCOVERED: list[bool] = []
+
+
+def register(cls: type[Device]) -> type[Device]:
+    _REGISTRY[cls.scheme] = cls
+    return cls
+
+
+def _discover() -> None:
+    if _DISCOVERED:
+        return
+    _DISCOVERED.append(True)
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base":
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def scheme_of(url: str) -> str:
+    return url.split("://", 1)[0] if "://" in url else url
+
+
+def transport(url: str) -> type[Device] | None:
+    """The Device class for ``url``'s scheme, or None."""
+    _discover()
+    return _REGISTRY.get(scheme_of(url))
+
+
+def device_for(url: str, name: str | None = None, **options: str) -> Device:
+    """The transport for ``url`` (``local``, ``ssh://…``, ``adb://…``) with its options."""
+    cls = transport(url)
+    if cls is None:
+        raise EdgeError(f"unknown device {url!r}: use local, ssh://user@host[:port] or adb://SERIAL")
+    return cls(url, name=name, **options)
+
+
+__all__ = ["BenchConfig", "Device", "device_for", "register", "scheme_of", "transport"]
