@@ -83,6 +83,25 @@ class Exporter(ABC):
         """The PyTorch program whose outputs the artifact should reproduce (default: the one converted)."""
         return program
 
+    def resolve_config(self, config: PTQConfig) -> PTQConfig:
+        """The config with "the target's default" observer filled in, as this target applies it."""
+        if config.observer is None:  # recorded as the observer actually used
+            config = dataclasses.replace(config, observer=self.default_observer)
+        return self.effective_config(config)
+
+    def program(self, model: LoadedModel, precision: str, calib_images: Any, qcfg: PTQConfig | None) -> Any:
+        """What ``convert`` lowers: the float module, or the target quantizer's q/dq graph."""
+        if precision not in self.quantized_precisions or self.quantizer is None:
+            return model.module
+        assert qcfg is not None
+        say(f"{self.name}: quantizing with the {self.quantizer} quantizer on {qcfg.calib_size} images")
+        return quantize(model.module, model.example_input(), calib_images, qcfg, self.quantizer)
+
+    def reference_program(self, model: LoadedModel, precision: str, calib_images: Any,
+                          qcfg: PTQConfig | None) -> Any:
+        """The PyTorch program an existing artifact of this recipe should reproduce (for reuse)."""
+        return self.simulation(model, self.program(model, precision, calib_images, qcfg), precision)
+
     def filename(self, model: LoadedModel, precision: str) -> str:
         base = model.spec.name.replace("/", "_").replace(".", "_")
         mode = "" if model.spec.mode == "classifier" else f"-{model.spec.mode}"
@@ -113,21 +132,13 @@ class Exporter(ABC):
             raise EdgeError(f"{self.name} {precision} needs calibration images (--calib DIR)")
         if not quantized and quant is not None:
             raise EdgeError(f"a quantization config was given for {precision}, which is not quantized")
-        qcfg = (quant or PTQConfig()) if quantized else None
-        if qcfg is not None and qcfg.observer is None:  # "the target's default", recorded as such
-            qcfg = dataclasses.replace(qcfg, observer=self.default_observer)
-        if qcfg is not None:
-            qcfg = self.effective_config(qcfg)
+        qcfg = self.resolve_config(quant or PTQConfig()) if quantized else None
         self.validate(precision, qcfg)
         self.check()
         ensure_writable_dir(out_dir)
         t0 = time.perf_counter()
-        program: Any = model.module
         self.calib_images = calib_images  # for targets whose converter calibrates itself (TFLite)
-        if quantized and self.quantizer is not None:
-            assert qcfg is not None
-            say(f"{self.name}: quantizing with the {self.quantizer} quantizer on {qcfg.calib_size} images")
-            program = quantize(model.module, model.example_input(), calib_images, qcfg, self.quantizer)
+        program = self.program(model, precision, calib_images, qcfg)
         artifact = out_dir / self.filename(model, precision)
         say(f"{self.name}: converting to {artifact.name}")
         with atomic_path(artifact) as tmp:

@@ -24,7 +24,7 @@ def export_for_quantization(module: Any, example: Any) -> Any:
         return torch.export.export(module, (example[:1],), strict=False)
 
 
-def calibrate(prepared: Any, images: Any, batch: int, desc: str = "calibrating") -> None:
+def calibrate(prepared: Any, images: Any, batch: int, desc: str | None = "calibrating") -> None:
     import torch
 
     static = _static_batch(prepared)
@@ -42,13 +42,13 @@ def _static_batch(gm: Any) -> bool:
     return False
 
 
-_BODY_NAMES = ("blocks", "stages", "layers", "features", "layer4", "encoder")
+BODY_NAMES = ("blocks", "stages", "layers", "features", "layer4", "encoder")
 
 
 def head_modules(module: Any) -> tuple[str, ...]:
     """Top-level children that run after the model's last stage (timm's forward_head part)."""
     names = [n for n, _ in module.named_children()]
-    body = [i for i, n in enumerate(names) if n in _BODY_NAMES]
+    body = [i for i, n in enumerate(names) if n in BODY_NAMES]
     return tuple(names[body[-1] + 1 :]) if body else ()
 
 

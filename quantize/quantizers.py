@@ -3,9 +3,11 @@ quantizer is one function registered here."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from edge._deps import require
@@ -134,12 +136,63 @@ def _edge_coreml_quantizer_class() -> Any:
             self.activation_ctr = activation_ctr
 
         def annotate(self, model: Any) -> Any:
-            self._annotate_all_patterns(model, self._config.global_config, self.node_filter)
+            with _cached_coreml_patterns():
+                self._annotate_all_patterns(model, self._config.global_config, self.node_filter)
             if self.activation_ctr is not None:
                 _replace_activation_observers(model, self.activation_ctr)
             return model
 
     return EdgeCoreMLQuantizer
+
+
+_PATTERN_BUILDERS = ("get_conv_pattern", "get_conv_bn_pattern", "get_linear_pattern", "get_linear_bn_pattern",
+                     "get_binary_op_act_pattern")
+_PATTERN_MEMO: dict[Any, Any] = {}
+
+
+def _trace_pattern(pattern: Any, example_inputs: tuple[Any, ...], is_cuda: bool = False) -> Any:
+    """Core ML's pattern tracer, non-strict (torch.export without dynamo): 4x faster, and on
+    fbnetv3_b the prepared graph is identical, node for node, to the strict tracer's."""
+    import torch
+
+    gm = torch.export.export(pattern, example_inputs, strict=False).module()
+    for node in list(gm.graph.nodes):  # ep.module() adds copy_ nodes for mutated inputs
+        if node.op == "call_function" and node.target == torch.ops.aten.copy_.default and not node.users:
+            gm.graph.erase_node(node)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
+@contextlib.contextmanager
+def _cached_coreml_patterns() -> Iterator[None]:
+    """Trace each of Core ML's match patterns once per process, and faster.
+
+    Why: CoreMLQuantizer traces its small pattern graphs (405 of them for fbnetv3_b) with strict
+    torch.export on every annotation: 84-128 s per int8 export here. The matcher rewrites a
+    pattern's output node, so every caller gets its own deep copy of the memoised graph.
+    """
+    import executorch.backends.apple.coreml.quantizer._coreml_quantizer_utils as utils
+
+    originals = {name: getattr(utils, name) for name in (*_PATTERN_BUILDERS, "_get_aten_graph_module")}
+
+    def memoised(name: str, build: Callable[..., Any]) -> Callable[..., Any]:
+        def get(*args: Any, **kwargs: Any) -> Any:
+            key = (name, args, tuple(sorted(kwargs.items())))
+            if key not in _PATTERN_MEMO:
+                _PATTERN_MEMO[key] = build(*args, **kwargs)
+            return copy.deepcopy(_PATTERN_MEMO[key])
+
+        return get
+
+    try:
+        for name in _PATTERN_BUILDERS:
+            setattr(utils, name, memoised(name, originals[name]))
+        utils._get_aten_graph_module = _trace_pattern
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(utils, name, fn)
 
 
 def _replace_activation_observers(gm: Any, ctr: Any) -> None:
