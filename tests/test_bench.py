@@ -225,11 +225,13 @@ def test_runner_rejects_corrupt_and_incomplete_artifacts(tflite: Path, pte: Path
 
 def test_ssh_runs_files_with_spaces_and_shell_characters(sshd: dict, tflite: Path, pte: Path,
                                                          tmp_path: Path) -> None:
-    marker = tmp_path / "INJECTED"
+    # Unquoted, this name would run `cd; touch edge-bench-INJECTED` (a file in $HOME).
+    marker = Path.home() / "edge-bench-INJECTED"
+    marker.unlink(missing_ok=True)
     before = tmp_leftovers()
     folder = tmp_path / "a folder; with $(spaces)"
     for art in (tflite, pte):
-        weird = copy_as(art, folder, f"m a;touch {marker};b $(touch {marker})'{art.suffix}")
+        weird = copy_as(art, folder, f"m a;cd;touch edge-bench-INJECTED;b $(cd;touch edge-bench-INJECTED)'{art.suffix}")
         res = validate_result(ssh_device(sshd).bench(weird, CFG))
         assert res["ok"], res["error"]
         assert res["artifact"] == weird.name and res["device"]["name"] == "loopback"
@@ -301,28 +303,35 @@ def test_fleet_local_and_ssh_merge_into_one_list(sshd: dict, tflite: Path, tmp_p
 
 # --- options, files and schema --------------------------------------------------------------------
 
-def test_devices_file_and_option_errors(tmp_path: Path, tflite: Path) -> None:
+def cli_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
+    """The one-line error `edge` prints for a bad command (exit status 2)."""
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("edge: error: "), err
+    return err
+
+
+def test_devices_file_and_option_errors(tmp_path: Path, tflite: Path, capsys: pytest.CaptureFixture) -> None:
     f = tmp_path / "d.txt"
     f.write_text("lonely\n")
     with pytest.raises(EdgeError, match="d.txt:1: expected `name url"):
         parse_devices_file(f)
     f.write_text("x local colour=blue\n")
-    with pytest.raises(EdgeError, match="colour do not apply to local devices"):
-        main(["bench", str(tflite), "--devices", str(f)])
+    assert "colour do not apply to local devices" in cli_error(["bench", str(tflite), "--devices", str(f)], capsys)
     j = tmp_path / "d.json"
     j.write_text(json.dumps([{"name": "a", "url": "local"}, {"name": "b", "url": "ssh://u@h:2222",
                                                                "identity": "k"}]))
     specs = parse_devices_file(j)
     assert [(s.name, s.url, s.options) for s in specs] == [("a", "local", {}), ("b", "ssh://u@h:2222",
                                                                                 {"identity": "k"})]
-    with pytest.raises(EdgeError, match="--identity apply to none of the devices"):
-        main(["bench", str(tflite), "--device", "local", "--identity", "key"])
-    with pytest.raises(EdgeError, match="--adb-runner benchmark_model"):
-        main(["bench", str(tflite), "--device", "adb://emulator-5554"])
-    with pytest.raises(EdgeError, match="unknown device"):
-        main(["bench", str(tflite), "--device", "telnet://x"])
-    with pytest.raises(EdgeError, match="appear twice"):
-        main(["bench", str(tflite), "--device", "local", "--device", "local"])
+    for args, msg in ((["--device", "local", "--identity", "key"], "--identity apply to none of the devices"),
+                      (["--device", "adb://emulator-5554"], "--adb-runner benchmark_model"),
+                      (["--device", "telnet://x"], "unknown device"),
+                      (["--device", "local", "--device", "local"], "appear twice"),
+                      (["--device", "ssh://u@h:99999"], "bad port"),
+                      (["--runs", "0"], "--runs must be at least 1")):
+        assert msg in cli_error(["bench", str(tflite), *args], capsys)
+    assert "does not exist" in cli_error(["bench", str(tmp_path / "none.pte")], capsys)
 
 
 def test_load_results_validates_the_schema(tmp_path: Path) -> None:
