@@ -24,7 +24,8 @@ CMAKE="$ROOT/.venv/bin/cmake"
 
 case "$TARGET" in
   host)
-    ET_ROOT="$("$PY" -c 'import importlib.util, os; s = importlib.util.find_spec("executorch"); print(os.path.dirname(s.origin) if s else "")')"
+    # executorch is a namespace package (no __init__.py): its folder is the search location.
+    ET_ROOT="$("$PY" -c 'import importlib.util; s = importlib.util.find_spec("executorch"); print(next(iter(s.submodule_search_locations or []), "") if s else "")')"
     [ -n "$ET_ROOT" ] || { echo "build_runner: executorch is not installed for $PY" >&2; exit 2; }
     TOOLCHAIN=()
     ;;
