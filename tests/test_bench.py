@@ -184,6 +184,10 @@ def test_local_tflite_via_cli_without_torch(tflite: Path, tmp_path: Path, capsys
     assert load_results(out) == printed
     (res,) = printed
     assert res["ok"] and res["runtime"] == "litert" and res["output"]["shape_ok"] and res["output"]["finite"]
+    # The runner's own peak RSS, not the host's (getrusage's ru_maxrss survives fork+exec).
+    host_rss_mb = next(int(ln.split()[1]) for ln in Path("/proc/self/status").read_text().splitlines()
+                       if ln.startswith("VmRSS:")) / 1024
+    assert 10 < res["peak_rss_mb"] < host_rss_mb, (res["peak_rss_mb"], host_rss_mb)
     # A .tflite device needs no torch: the runner never loads it for one.
     code = (f"import runpy, sys\nsys.argv = ['device_runner.py', {str(tflite)!r}, '--runs', '1']\n"
             f"try:\n    runpy.run_path({str(RUNNER)!r}, run_name='__main__')\n"

@@ -97,6 +97,15 @@ def device_facts(name: str | None) -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float | None:
+    """This process's peak RSS. Linux: VmHWM, because getrusage's ru_maxrss survives exec and
+    would report the peak of the process that started the runner (e.g. a host holding torch)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024.0, 3)  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # not on POSIX
