@@ -86,12 +86,14 @@ def export_and_verify(
     threads: int | None = None,
     options: dict[str, str] | None = None,
     runtime_options: dict[str, str] | None = None,
+    qat: Any = None,
 ) -> dict[str, Any]:
-    """Export one artifact, run it on its runtime, and return the parity report (a plain dict)."""
+    """Export one artifact, run it on its runtime, and return the parity report (a plain dict).
+    ``qat`` (quantize.qat.QATProgram): export from the QAT model, which becomes the reference."""
     from exporters import get_exporter
 
     exporter = get_exporter(target, **(options or {}))
-    result = exporter.export(inputs.model, precision, out, inputs.calib, quant)
+    result = exporter.export(inputs.model, precision, out, inputs.calib, quant, qat=qat)
     say(f"wrote {result.artifact} ({result.manifest['size_bytes'] / 1e6:.2f} MB) in {result.seconds:.1f} s")
     parity = None
     if inputs.eval_images is not None:

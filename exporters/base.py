@@ -122,7 +122,12 @@ class Exporter(ABC):
         out_dir: Path,
         calib_images: Any = None,
         quant: PTQConfig | None = None,
+        qat: Any = None,
     ) -> ExportResult:
+        """``qat``: a quantize.qat.QATProgram; the int8 artifact is exported from the QAT model
+        (trained with this target's scheme) instead of being quantized here."""
+        if qat is not None:
+            return self._export_qat(model, precision, out_dir, calib_images, qat)
         if precision not in self.precisions:
             raise EdgeError(
                 f"{self.name} does not export precision {precision!r}; choose one of {', '.join(self.precisions)}"
@@ -139,12 +144,35 @@ class Exporter(ABC):
         t0 = time.perf_counter()
         self.calib_images = calib_images  # for targets whose converter calibrates itself (TFLite)
         program = self.program(model, precision, calib_images, qcfg)
+        method = {"method": "ptq"} if quantized else {}
+        return self._write(model, program, precision, out_dir, qcfg, t0, method,
+                           self.simulation(model, program, precision))
+
+    def _export_qat(self, model: LoadedModel, precision: str, out_dir: Path, calib_images: Any,
+                    qat: Any) -> ExportResult:
+        if precision not in self.quantized_precisions:
+            raise EdgeError(f"--qat exports int8: {precision} is not a quantized precision of {self.name}")
+        if qat.target != self.name:
+            raise EdgeError(f"the QAT checkpoint was trained for {qat.target}, not {self.name}")
+        if self.quantizer is None and calib_images is None:  # the converter calibrates (TFLite)
+            raise EdgeError(f"{self.name} {precision} from a QAT model needs calibration images (--calib DIR)")
+        self.validate(precision, qat.config.ptq)
+        self.check()
+        ensure_writable_dir(out_dir)
+        self.calib_images = calib_images
+        say(f"{self.name}: exporting the QAT model (step {qat.step}, {qat.quantizer} scheme)")
+        method = {"method": "qat", "qat_checkpoint_sha256": qat.checkpoint_sha256, "qat_step": qat.step}
+        return self._write(model, qat.program, precision, out_dir, qat.config, time.perf_counter(), method,
+                           qat.reference)
+
+    def _write(self, model: LoadedModel, program: Any, precision: str, out_dir: Path, qcfg: Any, t0: float,
+               method: dict[str, Any], reference: Any) -> ExportResult:
         artifact = out_dir / self.filename(model, precision)
         say(f"{self.name}: converting to {artifact.name}")
         with atomic_path(artifact) as tmp:
             conv = self.convert(model, program, precision, tmp)
         seconds = time.perf_counter() - t0
-        extra = {**({"options": self.opts} if self.opts else {}), **conv.extra}
+        extra = {**method, **({"options": self.opts} if self.opts else {}), **conv.extra}
         manifest = build_manifest(model, artifact, self.name, precision, qcfg, conv.io, seconds, self.versions, extra)
         mpath = manifest_path(artifact)
         try:
@@ -152,4 +180,4 @@ class Exporter(ABC):
         except OSError:
             artifact.unlink(missing_ok=True)
             raise
-        return ExportResult(artifact, mpath, manifest, self.simulation(model, program, precision), seconds)
+        return ExportResult(artifact, mpath, manifest, reference, seconds)

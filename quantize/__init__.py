@@ -27,6 +27,13 @@ def _ptq(module: Any, example: Any, images: Any, config: PTQConfig, quantizer: s
     return quantize_ptq(module, example, images, config, quantizer)
 
 
+@register_handler(QATConfig)
+def _qat(module: Any, example: Any, images: Any, config: QATConfig, quantizer: str) -> Any:
+    from quantize.qat import quantize_qat
+
+    return quantize_qat(module, example, images, config, quantizer)
+
+
 def quantize(module: Any, example: Any, images: Any, config: Any, quantizer: str) -> Any:
     """Quantize ``module`` for the named target quantizer, as ``config`` describes."""
     handler = _HANDLERS.get(type(config))

@@ -1,0 +1,221 @@
+"""QAT: a short distillation run on unlabelled CIFAR-10 images (32 px, the reference model), its
+checkpoint exported to each target and run on the target's runtime, resume == uninterrupted, and
+bad input. Small on purpose: a few steps on a few dozen images; bench_qat.py measures the gains."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CIFAR
+
+from edge.errors import EdgeError
+from edge.models import ModelSpec, load_model
+from quantize import PTQConfig, QATConfig
+
+STEPS = 4
+
+
+def _config(**kw: object) -> QATConfig:
+    base = {"ptq": PTQConfig(calib_size=16, calib_batch=8), "steps": STEPS, "lr": 1e-4, "batch_size": 8,
+            "freeze_observers_after": 3, "train_images": 40, "eval_images": 8, "ce_weight": 0.5}
+    return QATConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def unlabelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 CIFAR-10 training images copied into one flat folder: no labels, as most users have."""
+    from edge.data import open_image_set
+
+    items, _ = open_image_set(f"{CIFAR}::cifar10/train").split(48, 7)
+    folder = tmp_path_factory.mktemp("unlabelled")
+    for i, it in enumerate(items.items):
+        shutil.copy(it.path, folder / f"img{i:03d}{it.path.suffix}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ref_model(reference_weights: Path):
+    return load_model(ModelSpec(weights=str(reference_weights), input_size=32))
+
+
+@pytest.fixture(scope="session")
+def ckpts(ref_model, unlabelled: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One short QAT run per target (torch threads 1: fastest on a busy 2-core machine)."""
+    import torch
+
+    from quantize.qat import run_qat
+
+    out = tmp_path_factory.mktemp("qat")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        paths = {}
+        for target in ("executorch", "coreml", "tflite"):
+            paths[target] = out / f"{target}.pt"
+            res = run_qat(ref_model, target, str(unlabelled), paths[target], _config(), save_every=0)
+            assert res["step"] == STEPS and res["labels_used"] is False
+    finally:
+        torch.set_num_threads(threads)
+    return paths
+
+
+def _fixed_set_kl(prepared, teacher, images) -> float:
+    import torch
+
+    from quantize.qat import distill_loss, to_inference
+
+    with torch.no_grad():
+        return float(distill_loss(to_inference(prepared)(images), teacher(images), None, _config()))
+
+
+def test_distillation_loss_decreases(ref_model, unlabelled: Path) -> None:
+    """Distillation alone (no labels): the KL between the fake-quant model and float, on the
+    training images without augmentation, falls from its PTQ starting point."""
+    import copy
+
+    import torch
+
+    from edge.data import load_batch, open_image_set
+    from quantize.qat import init_ranges, new_state, prepare_qat, target_scheme, train
+
+    images = load_batch(open_image_set(unlabelled).items, ref_model.transform()).images[:32]
+    cfg = _config(steps=8, freeze_observers_after=0, lr=2e-4, ce_weight=0.0)
+    quantizer, ptq = target_scheme("executorch", ref_model.module, cfg.ptq)
+    prepared = prepare_qat(ref_model.module, ref_model.example_input(2), quantizer, ptq)
+    init_ranges(prepared, images, cfg)
+    teacher = ref_model.module.eval()
+    before = _fixed_set_kl(copy.deepcopy(prepared), teacher, images)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        state = train(prepared, teacher, images, None, cfg, new_state(prepared, cfg), desc=None)
+    finally:
+        torch.set_num_threads(threads)
+    after = _fixed_set_kl(prepared, teacher, images)
+    assert len(state.history) == 8
+    assert after < 0.8 * before, (before, after)
+
+
+def test_resume_equals_uninterrupted(ref_model, unlabelled: Path, ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """Stop at step 2, resume to 4: the same weights, ranges and optimizer state as 4 in one go."""
+    import torch
+
+    from quantize.qat import read_checkpoint, run_qat
+
+    part = tmp_path / "part.pt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        first = run_qat(ref_model, "executorch", str(unlabelled), part, _config(), until=2, save_every=0)
+        assert first["step"] == 2 and read_checkpoint(part)["step"] == 2
+        with pytest.raises(EdgeError, match="--resume"):
+            run_qat(ref_model, "executorch", str(unlabelled), part, _config())
+        with pytest.raises(EdgeError, match="other settings"):
+            run_qat(ref_model, "executorch", str(unlabelled), part, _config(lr=3e-4), resume=True)
+        run_qat(ref_model, "executorch", str(unlabelled), part, _config(), resume=True, save_every=0)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = read_checkpoint(ckpts["executorch"]), read_checkpoint(part)
+    assert a["step"] == b["step"] == STEPS
+    assert a["history"] == b["history"]
+    assert a["model_state"].keys() == b["model_state"].keys()
+    for k, v in a["model_state"].items():
+        assert torch.equal(v, b["model_state"][k]), k
+    assert torch.equal(a["generator_state"], b["generator_state"])
+
+
+def _edge(*args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, "EDGE_QUIET": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_executorch_pte_from_checkpoint_runs(reference_weights: Path, unlabelled: Path, ckpts: dict[str, Path],
+                                             tmp_path: Path) -> None:
+    """`edge export executorch --qat CKPT`: the .pte runs on ExecuTorch and is compared with the QAT
+    model it came from; the manifest says qat and names the checkpoint."""
+    from edge.io import sha256_path
+
+    res = _edge("export", "executorch", "--precision", "int8", "--weights", str(reference_weights),
+                "--input-size", "32", "--qat", str(ckpts["executorch"]), "--calib", str(unlabelled),
+                "--calib-size", "8", "--eval-size", "16", "--out", str(tmp_path), "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rep = json.loads(res.stdout)
+    man = json.loads(Path(rep["manifest"]).read_text())
+    assert man["method"] == "qat" and man["qat_checkpoint_sha256"] == sha256_path(ckpts["executorch"])
+    assert man["quantization"]["steps"] == STEPS and man["quantization"]["ptq"]["float_head"] is True
+    par = rep["parity"]
+    assert par["measured"] is True and par["images"] == 16
+    # the deployed .pte reproduces the QAT model (XNNPACK's requantization may flip a rare top-1)
+    assert par["vs_quantized_program"]["sqnr_db"] > 15.0, par
+    assert par["vs_float"]["agreement_top1"] >= 0.5, par
+
+
+def test_coreml_package_from_checkpoint(ref_model, unlabelled: Path, ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """Core ML W8A8 from the QAT model: converts, and its spec holds the quantize/dequantize ops
+    (predictions need macOS; elsewhere the figures are the QAT program's, labelled simulated)."""
+    from edge.pipeline import export_and_verify, load_inputs
+    from quantize.qat import load_qat_program
+
+    inputs = load_inputs(ref_model.spec, str(unlabelled), 8, eval_size=8)
+    prog = load_qat_program(ckpts["coreml"], inputs.model, "coreml")
+    rep = export_and_verify("coreml", inputs, "int8", tmp_path, qat=prog)
+    ops = rep["spec"]["ops"]
+    assert ops.get("quantize", 0) > 0 and ops.get("dequantize", 0) > 0, ops
+    man = json.loads(Path(rep["manifest"]).read_text())
+    assert man["method"] == "qat" and man["quantization"]["steps"] == STEPS
+    if not rep["parity"]["measured"]:
+        assert any("simulated" in n for n in rep["parity"]["notes"])
+
+
+def test_tflite_from_checkpoint_runs_on_litert(ref_model, unlabelled: Path, ckpts: dict[str, Path],
+                                               tmp_path: Path) -> None:
+    """TFLite int8 from the QAT model (every layer int8; the converter calibrates the QAT-adapted
+    float weights): runs on LiteRT and is compared with the QAT fake-quant model."""
+    from edge.pipeline import export_and_verify, load_inputs
+    from quantize.qat import load_qat_program
+
+    inputs = load_inputs(ref_model.spec, str(unlabelled), 16, eval_size=16)
+    prog = load_qat_program(ckpts["tflite"], inputs.model, "tflite")
+    assert prog.config.ptq.float_head is False and prog.quantizer == "xnnpack"  # every layer int8
+    rep = export_and_verify("tflite", inputs, "int8", tmp_path, qat=prog)
+    par = rep["parity"]
+    assert par["measured"] is True and par["vs_quantized_program"] is not None
+    assert par["vs_quantized_program"]["sqnr_db"] > 5.0, par
+    man = json.loads(Path(rep["manifest"]).read_text())
+    assert man["method"] == "qat" and man["delegation"]["non_delegated_ops"] == 0
+
+
+def test_bad_input_fails_clearly(ref_model, reference_weights: Path, unlabelled: Path, ckpts: dict[str, Path],
+                                 tmp_path: Path) -> None:
+    from quantize.qat import load_qat_program, run_qat
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EdgeError, match="no images found"):
+        run_qat(ref_model, "executorch", str(empty), tmp_path / "x.pt", _config())
+    with pytest.raises(EdgeError, match="trained for target executorch"):
+        load_qat_program(ckpts["executorch"], ref_model, "coreml")
+    other = load_model(ModelSpec(weights="random", input_size=32, num_classes=10))
+    with pytest.raises(EdgeError, match="weights_sha256"):
+        load_qat_program(ckpts["executorch"], other, "executorch")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(EdgeError, match="not a readable QAT checkpoint"):
+        load_qat_program(junk, ref_model)
+    # the CLI: one line, exit 2
+    res = _edge("export", "coreml", "--precision", "int8", "--weights", str(reference_weights), "--input-size",
+                "32", "--qat", str(ckpts["executorch"]), "--calib", str(unlabelled), "--out", str(tmp_path))
+    assert res.returncode == 2
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("edge: error:")]
+    assert len(errors) == 1 and "trained for target executorch" in errors[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    res = _edge("qat", "--weights", str(reference_weights), "--input-size", "32", "--target", "executorch",
+                "--data", str(empty), "--steps", "2", "--out", str(tmp_path / "y.pt"))
+    assert res.returncode == 2 and "edge: error: no images found" in res.stderr, res.stderr[-2000:]
