@@ -17,7 +17,9 @@ data class TensorSpec(
     val layout: String?,
     /** "float32", "int8", "uint8", ... as numpy names it. */
     val dtype: String,
-    val quantization: QuantParams?
+    val quantization: QuantParams?,
+    /** The runtime's own tensor name where it differs from `name` (a .tflite's output). */
+    val tensor: String? = null
 )
 
 data class Preprocessing(
@@ -104,7 +106,8 @@ data class EdgeManifest(
                 quantization = q?.let {
                     QuantParams(num(it["scale"], "$path.quantization.scale").toFloat(),
                         int(it["zero_point"], "$path.quantization.zero_point"))
-                }
+                },
+                tensor = m["tensor"] as? String
             )
         }
 

@@ -144,7 +144,7 @@ fun main(args: Array<String>) {
                 run.threads = 4
                 run.warmup = 1
                 run.runs = samples.size
-                run.loadMs = 12.3456
+                run.loadMs = Bench.round3(12.3456)
                 run.firstRunMs = samples[0]
                 val st = LatencyStats.of(samples.toDoubleArray())
                 run.latency = LatencyStats(Bench.round3(st.p50), Bench.round3(st.p90), Bench.round3(st.min),
