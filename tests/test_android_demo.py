@@ -39,8 +39,9 @@ class Kotlin:
     def __init__(self, jar: Path) -> None:
         self.jar = jar
 
-    def __call__(self, *args: str | Path) -> str:
-        p = subprocess.run(["java", "-cp", f"{self.jar}:{STDLIB}", "dev.edge.demo.core.CoreCheckKt",
+    def __call__(self, *args: str | Path | int) -> str:
+        java = require_tool("java", "openjdk-17-jre-headless")
+        p = subprocess.run([java, "-cp", f"{self.jar}:{STDLIB}", "dev.edge.demo.core.CoreCheckKt",
                             *[str(a) for a in args]], capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, f"kotlin check {args[0]} failed:\n{p.stdout}\n{p.stderr}"
         return p.stdout
@@ -49,6 +50,7 @@ class Kotlin:
 @pytest.fixture(scope="session")
 def kotlin(tmp_path_factory: pytest.TempPathFactory) -> Kotlin:
     kotlinc = require_tool("kotlinc", "kotlin")
+    require_tool("java", "openjdk-17-jre-headless")
     jar = tmp_path_factory.mktemp("kotlin") / "core.jar"
     sources = sorted(CORE.glob("*.kt")) + [CHECK]
     p = subprocess.run([kotlinc, *map(str, sources), "-d", str(jar)], capture_output=True, text=True, timeout=300)
