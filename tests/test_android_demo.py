@@ -71,6 +71,7 @@ def fresh_manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 
     out = tmp_path_factory.mktemp("android_manifests")
     model = load_model(ModelSpec(weights="random", input_size=32))
+    assert model.num_classes is not None
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                               torch.nn.Flatten(), torch.nn.Linear(8, model.num_classes)).eval()
@@ -239,7 +240,7 @@ def test_preprocessing_matches_timm(kotlin: Kotlin, tmp_path: Path, name: str, m
         if spec["layout"] == "NHWC":
             ref = ref.transpose(0, 2, 3, 1)
         quantized = spec["dtype"] != "float32"
-        args = [mpath, raw, rgb.width, rgb.height, tmp_path / "x.f32"] + ([tmp_path / "x.q"] if quantized else [])
+        args: list[str | Path | int] = [mpath, raw, rgb.width, rgb.height, tmp_path / "x.f32"] + ([tmp_path / "x.q"] if quantized else [])
         kotlin("preprocess", *args)
         got = np.fromfile(tmp_path / "x.f32", dtype="<f4").reshape(ref.shape)
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6, err_msg=f"{name}: {image} ({rgb.size})")
