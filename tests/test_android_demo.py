@@ -240,7 +240,9 @@ def test_preprocessing_matches_timm(kotlin: Kotlin, tmp_path: Path, name: str, m
         if spec["layout"] == "NHWC":
             ref = ref.transpose(0, 2, 3, 1)
         quantized = spec["dtype"] != "float32"
-        args: list[str | Path | int] = [mpath, raw, rgb.width, rgb.height, tmp_path / "x.f32"] + ([tmp_path / "x.q"] if quantized else [])
+        args: list[str | Path | int] = [mpath, raw, rgb.width, rgb.height, tmp_path / "x.f32"]
+        if quantized:
+            args.append(tmp_path / "x.q")
         kotlin("preprocess", *args)
         got = np.fromfile(tmp_path / "x.f32", dtype="<f4").reshape(ref.shape)
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6, err_msg=f"{name}: {image} ({rgb.size})")
