@@ -1,0 +1,58 @@
+"""The quantization report on the CIFAR-10 reference model, timed end to end (export included).
+
+Prints the report table, the whole run's seconds, and whether the issue's figures are met: PTQ int8
+top-1 drop <= 0.5 pt vs float and top-1 agreement >= 99% on each target that runs here, and the
+report for 3 targets x {fp32, int8} in <= 5 minutes. Run: .venv/bin/python benchmarks/bench_report.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from edge.finetune import FinetuneConfig, finetune, reference_checkpoint
+from edge.models import ModelSpec
+from edge.report.render import to_markdown, write_outputs
+from edge.report.run import ReportConfig, run_report
+from quantize import PTQConfig
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10.tar.gz"
+STEPS = 1000  # the reference model of tests/conftest.py
+
+
+def reference_weights() -> Path:
+    cfg = FinetuneConfig(epochs=STEPS * 64 / 40000, max_images=40000, lr=3e-3, seed=0)
+    path = reference_checkpoint("fbnetv3_b-cifar10-32px", cfg)
+    if not path.is_file():
+        finetune(ModelSpec(weights="random", input_size=32), f"{DATA}::cifar10/train", path, cfg)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("out/bench_report"))
+    ap.add_argument("--eval-size", type=int, default=500)
+    ap.add_argument("--no-sensitivity", action="store_true")
+    args = ap.parse_args()
+    spec = ModelSpec(weights=str(reference_weights()), input_size=32)
+    cfg = ReportConfig(quant=PTQConfig(calib_size=128), eval_size=args.eval_size, reuse=False,
+                       sensitivity=not args.no_sensitivity)
+    t0 = time.perf_counter()
+    report = run_report(spec, f"{DATA}::cifar10/train", f"{DATA}::cifar10/test", args.out, cfg)
+    seconds = time.perf_counter() - t0
+    write_outputs(report, args.out)
+    print(to_markdown(report))
+    ref = report["rows"][0]
+    print(f"\nwhole report (3 targets x fp32/int8, export included): {seconds:.0f} s (goal <= 300 s)")
+    for row in report["rows"][1:]:
+        if row["precision"] != "int8" or row["top1"] is None:
+            continue
+        drop = 100 * (ref["top1"] - row["top1"])
+        kind = "measured" if row["measured"] else "SIMULATED (not the real runtime)"
+        print(f"{row['target']:>10} int8: top-1 drop {drop:+.1f} pt (goal <= 0.5), agreement "
+              f"{100 * row['agreement_top1']:.1f}% (goal >= 99%) — {kind}")
+
+
+if __name__ == "__main__":
+    main()

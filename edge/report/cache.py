@@ -1,0 +1,43 @@
+"""Reuse of artifacts across report runs: an artifact is reused only when the recipe that built it
+(model, weights, target options, precision, quantization config, calibration set, versions) is the
+same and the file on disk is the one that was written (sha256 from its manifest)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from edge.io import sha256_path, write_json
+from edge.manifest import manifest_path
+
+CACHE_NAME = "report-cache.json"
+
+
+def recipe_key(recipe: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ArtifactCache:
+    def __init__(self, out: Path) -> None:
+        self.path = out / CACHE_NAME
+        try:
+            self.entries: dict[str, str] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            self.entries = {}  # an unreadable cache only costs a re-export
+
+    def reusable(self, artifact: Path, key: str) -> dict[str, Any] | None:
+        """The artifact's manifest when it can be reused as is, else None."""
+        mpath = manifest_path(artifact)
+        if self.entries.get(str(artifact.resolve())) != key or not artifact.exists() or not mpath.is_file():
+            return None
+        try:
+            manifest: dict[str, Any] = json.loads(mpath.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return manifest if manifest.get("artifact_sha256") == sha256_path(artifact) else None
+
+    def record(self, artifact: Path, key: str) -> None:
+        self.entries[str(artifact.resolve())] = key
+        write_json(self.path, self.entries)

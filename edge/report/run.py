@@ -1,0 +1,278 @@
+"""The report run: load the model and images once, then for every (target, precision) export or
+reuse the artifact, evaluate it on its real runtime against float on the same images, time it, and
+collect one row each. One failing target becomes a row with the reason, not a failed report."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import EdgeError, first_line
+from edge.harness import latency, verify_artifact
+from edge.io import ensure_writable_dir
+from edge.manifest import package_versions
+from edge.models import ModelSpec
+from edge.pipeline import Inputs, load_inputs
+from edge.progress import say
+from edge.report.cache import ArtifactCache, recipe_key
+from edge.report.schema import SCHEMA, add_note, empty_row, finite
+from edge.runtimes import runtime_for
+from quantize.config import PTQConfig
+
+VERSIONS = ("torch", "timm", "executorch", "torchao", "coremltools", "tensorflow", "ai-edge-litert", "onnx2tf")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What to measure. The int8 knobs are the export's (PTQConfig); the rest are the report's."""
+
+    targets: tuple[str, ...] = ("executorch", "tflite", "coreml")
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    quant: PTQConfig = field(default_factory=PTQConfig)
+    eval_size: int = 200
+    threads: int = 2
+    runs: int = 50
+    warmup: int = 5
+    sensitivity: bool = True
+    keep_float_k: int = 0
+    reuse: bool = True
+    recalibrate_bn: bool = False
+
+    def __post_init__(self) -> None:
+        if self.runs < 1 or self.warmup < 0 or self.threads < 1:
+            raise EdgeError("--runs and --threads must be at least 1, --warmup at least 0")
+        if self.keep_float_k < 0:
+            raise EdgeError("--keep-float-top must be 0 or more")
+        if self.keep_float_k and not self.sensitivity:
+            raise EdgeError("--keep-float-top needs the sensitivity analysis (drop --no-sensitivity)")
+
+
+def method_of(precision: str) -> str:
+    return {"int8": "ptq", "w8": "weight-only"}.get(precision, "float")
+
+
+def host_facts() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(), "arch": platform.machine()}
+
+
+class ReportRun:
+    """State shared by the rows of one report: inputs, float outputs, cache, output folder."""
+
+    def __init__(self, inputs: Inputs, out: Path, cfg: ReportConfig, calib_source: str | None) -> None:
+        self.inputs, self.out, self.cfg, self.calib_source = inputs, out, cfg, calib_source
+        self.cache = ArtifactCache(out)
+        self.labelled = bool(inputs.eval_labels) and any(lb is not None for lb in inputs.eval_labels or [])
+        self.classifier = inputs.model.spec.mode == "classifier"
+
+    # -- rows ---------------------------------------------------------------------------------
+    def float_row(self) -> dict[str, Any]:
+        """The reference: float PyTorch (eager) on the same images and the same threads."""
+        from edge.metrics import topk_accuracy
+
+        row = empty_row("pytorch", "fp32", "float")
+        row.update(artifact=None, measured=True, agreement_top1=1.0 if self.classifier else None,
+                   kl=0.0 if self.classifier else None)
+        fl = self.inputs.float_outputs
+        assert fl is not None
+        if self.classifier and self.labelled:
+            labels = self.inputs.eval_labels or []
+            row["top1"] = topk_accuracy(fl[0], labels, 1)
+            row["top5"] = topk_accuracy(fl[0], labels, min(5, fl[0].shape[1]))
+        add_note(row, "the reference every other row is compared with")
+        self._accuracy_note(row)
+        sess = runtime_for("pytorch").load(self.inputs.model.module, self.cfg.threads)
+        row["latency_ms"] = self._time(sess, "pytorch fp32")
+        return row
+
+    def artifact_row(self, target: str, precision: str, method: str, quant: PTQConfig | None,
+                     subdir: str) -> dict[str, Any]:
+        from exporters import get_exporter
+
+        row = empty_row(target, precision, method)
+        exporter = get_exporter(target)
+        try:
+            exporter.check()
+            artifact, manifest, reference, reused = self._artifact(exporter, precision, quant, subdir)
+        except EdgeError as exc:
+            add_note(row, f"not exported: {first_line(exc)}")
+            return row
+        row.update(artifact=str(artifact), size_bytes=manifest["size_bytes"], export_s=manifest["export_seconds"],
+                   reused=reused, delegation=manifest.get("delegation"))
+        self._evaluate(row, artifact, reference)
+        self._latency(row, artifact)
+        return row
+
+    # -- steps --------------------------------------------------------------------------------
+    def _artifact(self, exporter: Any, precision: str, quant: PTQConfig | None,
+                  subdir: str) -> tuple[Path, dict[str, Any], Any, bool]:
+        """Export, or reuse the artifact a previous run built from the same recipe."""
+        model, calib = self.inputs.model, self.inputs.calib
+        quantized = precision in exporter.quantized_precisions
+        qcfg = exporter.resolve_config(quant) if quantized and quant is not None else None
+        dest = self.out / "artifacts" / subdir
+        artifact = dest / exporter.filename(model, precision)
+        key = recipe_key({
+            "model": model.describe(), "input": model.input_shape, "target": exporter.name,
+            "precision": precision, "options": exporter.opts,
+            "quant": dataclasses.asdict(qcfg) if qcfg else None,
+            "calib": {"source": self.calib_source, "images": len(calib)} if quantized and calib is not None else None,
+            "versions": package_versions(exporter.versions),
+        })
+        manifest = self.cache.reusable(artifact, key) if self.cfg.reuse else None
+        if manifest is not None:
+            say(f"{exporter.name} {precision}: reusing {artifact} (same recipe)")
+            return artifact, manifest, exporter.reference_program(model, precision, calib, qcfg), True
+        result = exporter.export(model, precision, dest, calib, quant if quantized else None)
+        self.cache.record(result.artifact, key)
+        return result.artifact, result.manifest, result.reference, False
+
+    def _evaluate(self, row: dict[str, Any], artifact: Path, reference: Any) -> None:
+        inp = self.inputs
+        assert inp.eval_images is not None
+        ver = verify_artifact(inp.model, artifact, reference, inp.eval_images, inp.eval_labels,
+                              inp.float_outputs, self.cfg.threads)
+        vf = ver.vs_float
+        row.update(top1=vf["top1"], top5=vf["top5"], agreement_top1=vf["agreement_top1"], kl=vf["kl"],
+                   logit_sqnr_db=finite(vf["sqnr_db"]), max_abs_diff=vf["max_abs_diff"], measured=ver.measured)
+        if vf["sqnr_db"] is not None and row["logit_sqnr_db"] is None:
+            add_note(row, "output identical to float (SQNR infinite)")
+        for note in ver.notes:
+            add_note(row, note)
+        if ver.reference_vs_float is not None and ver.vs_reference is not None:
+            q, c = ver.reference_vs_float, ver.vs_reference
+            # stage attribution: quantization alone (fake-quant PyTorch vs float) beside conversion +
+            # runtime (artifact vs the program it was converted from)
+            row["stages"] = {
+                "quantization": {"top1": q["top1"], "agreement_top1": q["agreement_top1"],
+                                 "logit_sqnr_db": finite(q["sqnr_db"])},
+                "conversion_runtime": {"agreement_top1": c["agreement_top1"], "logit_sqnr_db": finite(c["sqnr_db"])},
+            }
+        self._accuracy_note(row)
+
+    def _accuracy_note(self, row: dict[str, Any]) -> None:
+        if not self.classifier:
+            add_note(row, f"{self.inputs.model.spec.mode} model: no top-1/top-5 (outputs compared by SQNR)")
+        elif not self.labelled:
+            add_note(row, "images have no labels: top-1/top-5 not measured (agreement with float is)")
+
+    def _latency(self, row: dict[str, Any], artifact: Path) -> None:
+        runtime = runtime_for(artifact)
+        reason = runtime.unavailable_reason()
+        if reason:
+            add_note(row, f"latency not measured: {reason}")
+            return
+        sess = runtime.load(artifact, threads=self.cfg.threads)
+        row["latency_ms"] = self._time(sess, f"{row['target']} {row['precision']}")
+        row["runtime"] = {"name": runtime.name, "version": runtime.version()}
+
+    def _time(self, session: Any, desc: str) -> dict[str, Any]:
+        images = self.inputs.eval_images
+        assert images is not None
+        lat = latency(session, images[:1], self.cfg.runs, self.cfg.warmup, self.cfg.threads, desc=f"timing {desc}")
+        return {k: lat[k] for k in ("p50", "p90", "min", "runs", "threads")}
+
+
+def _quantizers(targets: tuple[str, ...]) -> dict[str, list[str]]:
+    """Quantizer name -> the targets that use it (TFLite's converter calibrates itself)."""
+    from exporters import get_exporter
+
+    out: dict[str, list[str]] = {}
+    for t in targets:
+        q = get_exporter(t).quantizer
+        if q is not None and "int8" in get_exporter(t).precisions:
+            out.setdefault(q, []).append(t)
+    return out
+
+
+def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, cfg: ReportConfig,
+               classes: Path | None = None, device_results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    from exporters import get_exporter
+
+    t_start = time.perf_counter()
+    exporters = {t: get_exporter(t) for t in cfg.targets}  # unknown target -> EdgeError now
+    unknown = [p for p in cfg.precisions if not any(p in e.precisions for e in exporters.values())]
+    if unknown:
+        raise EdgeError(f"no target exports precision {', '.join(unknown)} "
+                        f"(offered: {', '.join(sorted({p for e in exporters.values() for p in e.precisions}))})")
+    quantized = any(p in e.quantized_precisions for e in exporters.values() for p in cfg.precisions)
+    ensure_writable_dir(out)
+    inputs = load_inputs(spec, calib, cfg.quant.calib_size, data, cfg.eval_size, classes, cfg.recalibrate_bn,
+                         require_calib=quantized)
+    if inputs.eval_images is None or len(inputs.eval_images) == 0:
+        raise EdgeError("no held-out images to evaluate on: give --data DIR (or --calib with more images "
+                        "than --calib-size)")
+    run = ReportRun(inputs, out, cfg, calib)
+    jobs = [(t, p) for t in cfg.targets for p in cfg.precisions if p in exporters[t].precisions]
+    skipped = [f"{t} {p}" for t in cfg.targets for p in cfg.precisions if p not in exporters[t].precisions]
+    for s in skipped:
+        say(f"{s}: not a precision this target exports; skipped")
+    say(f"[float] PyTorch on {len(inputs.eval_images)} images")
+    rows = [run.float_row()]
+    for i, (target, precision) in enumerate(jobs, 1):
+        say(f"[{i}/{len(jobs)}] {target} {precision}")
+        q = cfg.quant if precision in exporters[target].quantized_precisions else None
+        rows.append(run.artifact_row(target, precision, method_of(precision), q, method_of(precision)))
+    sensitivity: dict[str, Any] = {}
+    if cfg.sensitivity and "int8" in cfg.precisions and inputs.float_outputs is not None:
+        from edge.report.sensitivity import layer_sensitivity
+
+        for quantizer, users in _quantizers(cfg.targets).items():
+            say(f"[sensitivity] each layer alone quantized by the {quantizer} quantizer ({', '.join(users)})")
+            qcfg = exporters[users[0]].resolve_config(cfg.quant)
+            sensitivity[quantizer] = {"targets": users, "layers": layer_sensitivity(
+                inputs.model, inputs.calib, inputs.eval_images, inputs.float_outputs, quantizer, qcfg)}
+        if cfg.keep_float_k:
+            rows += _keep_float_rows(run, cfg, sensitivity)
+    if device_results:
+        from edge.report.devices import device_rows
+
+        rows += device_rows(device_results, rows)
+    model = inputs.model
+    report = {
+        "schema": SCHEMA,
+        "model": {"name": spec.name, "mode": spec.mode, "input_shape": list(model.input_shape),
+                  "num_classes": model.num_classes, "preprocessing": model.preprocessing()},
+        "weights": {"source": model.weights_source, "sha256": model.weights_sha256, "notes": model.notes},
+        "data": {"path": data or calib, "images": len(inputs.eval_images), "labelled": run.labelled,
+                 "calibration": {"path": calib, "images": None if inputs.calib is None else len(inputs.calib)},
+                 "skipped_files": inputs.skipped},
+        "host": host_facts(),
+        "versions": package_versions(VERSIONS),
+        "settings": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup, "batch": 1,
+                     "quant": dataclasses.asdict(cfg.quant)},
+        "rows": rows,
+        "sensitivity": sensitivity,
+        "skipped": skipped,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    return report
+
+
+def _keep_float_rows(run: ReportRun, cfg: ReportConfig, sensitivity: dict[str, Any]) -> list[dict[str, Any]]:
+    """The K most sensitive layers of each quantizer kept float: the accuracy/latency trade-off."""
+    from edge.report.sensitivity import float_patterns_for
+
+    rows = []
+    for info in sensitivity.values():
+        worst = [r["layer"] for r in info["layers"][: cfg.keep_float_k]]
+        q = dataclasses.replace(cfg.quant, keep_float=cfg.quant.keep_float + float_patterns_for(worst))
+        method = f"ptq+float{cfg.keep_float_k}"
+        for target in info["targets"]:
+            say(f"[{method}] {target} int8 with {', '.join(worst)} kept float")
+            row = run.artifact_row(target, "int8", method, q, f"ptq-float{cfg.keep_float_k}")
+            add_note(row, f"kept float: {', '.join(worst)}")
+            rows.append(row)
+    return rows

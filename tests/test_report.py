@@ -1,0 +1,182 @@
+"""`edge report` end to end on the CIFAR-10 reference model (real exports, real runtimes), its JSON
+schema, the CI gate, artifact reuse, unlabelled images, a missing backend, and the HTML in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CIFAR, ROOT, require_tool
+
+TARGETS = "executorch,tflite,coreml"
+
+
+def edge_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "EDGE_QUIET": "1", **(env or {})}, timeout=1800)
+
+
+def report_args(weights: Path, out: Path, *extra: str) -> list[str]:
+    return ["report", "--weights", str(weights), "--input-size", "32", "--calib", f"{CIFAR}::cifar10/train",
+            "--calib-size", "64", "--data", f"{CIFAR}::cifar10/test", "--eval-size", "64", "--runs", "5",
+            "--warmup", "1", "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def report(reference_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("report")
+    res = edge_cli(*report_args(reference_weights, out, "--targets", TARGETS))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, json.loads((out / "report.json").read_text())
+
+
+def test_report_rows_follow_schema(report: tuple[Path, dict]) -> None:
+    from edge.report.schema import ROW_KEYS, validate
+
+    out, rep = report
+    validate(rep)
+    assert {"model", "weights", "data", "host", "versions", "rows"} <= rep.keys()
+    assert rep["data"]["labelled"] is True and rep["data"]["images"] == 64
+    keys = {(r["target"], r["precision"]) for r in rep["rows"]}
+    assert keys == {("pytorch", "fp32"), ("executorch", "fp32"), ("executorch", "int8"), ("tflite", "fp32"),
+                    ("tflite", "int8"), ("coreml", "fp32"), ("coreml", "int8")}
+    for row in rep["rows"]:
+        assert set(ROW_KEYS) <= row.keys()
+    by = {(r["target"], r["precision"]): r for r in rep["rows"]}
+    ref = by[("pytorch", "fp32")]
+    assert ref["top1"] is not None and ref["latency_ms"]["runs"] == 5 and ref["latency_ms"]["threads"] == 2
+    for t in ("executorch", "tflite"):
+        fp32 = by[(t, "fp32")]
+        assert fp32["measured"] is True and fp32["latency_ms"]["p50"] > 0
+        assert fp32["agreement_top1"] == 1.0 and fp32["logit_sqnr_db"] > 40, fp32
+        int8 = by[(t, "int8")]
+        assert int8["measured"] and int8["latency_ms"]["p50"] > 0 and int8["size_bytes"] < fp32["size_bytes"]
+    # stage attribution for the PT2E-quantized targets: quantization alone beside conversion+runtime
+    et8 = by[("executorch", "int8")]
+    assert et8["stages"]["quantization"]["logit_sqnr_db"] is not None
+    assert et8["stages"]["conversion_runtime"]["logit_sqnr_db"] > et8["logit_sqnr_db"] - 1
+    for p in ("fp32", "int8"):  # Core ML off macOS: simulated accuracy, no latency, and the row says so
+        cm = by[("coreml", p)]
+        assert cm["measured"] is False and cm["latency_ms"] is None
+        assert "macOS" in cm["note"] and cm["agreement_top1"] is not None
+    sens = rep["sensitivity"]
+    assert set(sens) == {"xnnpack", "coreml"}
+    layers = sens["xnnpack"]["layers"]
+    assert len(layers) > 10 and layers == sorted(layers, key=lambda r: r["sqnr_db"])
+    assert {"conv_stem", "blocks.0.0"} <= {r["layer"] for r in layers}
+
+
+def test_report_markdown_and_plots(report: tuple[Path, dict]) -> None:
+    out, rep = report
+    md = (out / "report.md").read_text()
+    assert md.count("\n| ") >= len(rep["rows"]) + 1 and "Per-layer sensitivity" in md
+    for name in ("accuracy_latency", "size", "sensitivity_xnnpack", "sensitivity_coreml"):
+        assert (out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_html_renders_in_chromium(report: tuple[Path, dict], tmp_path: Path) -> None:
+    chromium = require_tool("chromium", "chromium")
+    out, rep = report
+    res = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+                          "--virtual-time-budget=5000", "--dump-dom", (out / "report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    dom = res.stdout
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert dom.count("<tr") == len(rep["rows"]) + 1  # header + one per row
+    assert 'data-images-loaded="4"' in dom, "every plot decoded in the browser"
+
+
+def test_gate_and_reuse(report: tuple[Path, dict], reference_weights: Path) -> None:
+    """A second run reuses every artifact (same recipe) and the gate decides the exit status."""
+    out, _ = report
+    args = report_args(reference_weights, out, "--targets", "executorch", "--no-sensitivity")
+    failing = edge_cli(*args, "--fail-on", "agreement<1.01,latency_p50>100000")
+    assert failing.returncode == 1, failing.stderr[-2000:]
+    assert "gate: FAIL" in failing.stderr and "executorch int8 ptq: agreement" in failing.stderr
+    rep = json.loads((out / "report.json").read_text())
+    assert all(r.get("reused") for r in rep["rows"] if r["target"] == "executorch")
+    passing = edge_cli(*args, "--fail-on", "sqnr<-100")
+    assert passing.returncode == 0 and "gate: passed" in passing.stderr, passing.stderr[-2000:]
+    bad = edge_cli(*args, "--fail-on", "accuracy>>1")
+    assert bad.returncode == 2 and "--fail-on: cannot read" in bad.stderr
+
+
+def test_unlabelled_images_leave_accuracy_null(reference_weights: Path, tmp_path: Path) -> None:
+    """Images without labels: top-1/top-5 null with a note; agreement with float still measured."""
+    from edge.data import open_image_set
+
+    labelled = open_image_set(f"{CIFAR}::cifar10/test")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, item in enumerate(labelled.items[:40]):
+        shutil.copy(item.path, flat / f"img{i:03d}{item.path.suffix}")
+    out = tmp_path / "out"
+    res = edge_cli("report", "--weights", str(reference_weights), "--input-size", "32", "--data", str(flat),
+                   "--targets", "executorch", "--precisions", "fp32", "--runs", "2", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["data"]["labelled"] is False
+    for row in rep["rows"]:
+        assert row["top1"] is None and row["top5"] is None and "no labels" in row["note"]
+        assert row["agreement_top1"] == 1.0
+
+
+def test_missing_backend_gives_unmeasured_row(reference_weights: Path, tmp_path: Path) -> None:
+    """coremltools not importable (blocked in the child process): the Core ML row says why; the
+    report still completes for the other target."""
+    out = tmp_path / "out"
+    args = report_args(reference_weights, out, "--targets", "executorch,coreml", "--precisions", "fp32")
+    code = f"import sys; sys.modules['coremltools'] = None; from edge.cli import main; sys.exit(main({args!r}))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "EDGE_QUIET": "1"}, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rep = json.loads((out / "report.json").read_text())
+    cm = next(r for r in rep["rows"] if r["target"] == "coreml")
+    assert cm["measured"] is False and cm["artifact"] is None and "coremltools" in cm["note"]
+    assert next(r for r in rep["rows"] if r["target"] == "executorch")["measured"] is True
+
+
+def test_schema_and_gate_reject_bad_input() -> None:
+    from edge.errors import EdgeError
+    from edge.report.gate import check, parse_rules
+    from edge.report.schema import empty_row, validate
+
+    with pytest.raises(EdgeError, match="missing key 'rows'"):
+        validate({"schema": "edge.report/1", "model": {}, "weights": {}, "data": {}, "host": {}, "versions": {}})
+    row = empty_row("executorch", "int8", "ptq")
+    with pytest.raises(EdgeError, match="needs a note"):
+        validate({"schema": "edge.report/1", "model": {}, "weights": {}, "data": {}, "host": {}, "versions": {},
+                  "rows": [row]})
+    with pytest.raises(EdgeError, match="unknown metric"):
+        parse_rules("speed>1")
+    ref = {**empty_row("pytorch", "fp32", "float"), "top1": 0.80}
+    r = {**row, "top1": 0.785, "agreement_top1": 0.97, "note": "x"}
+    failures, unchecked = check([ref, r], parse_rules("top1_drop>1.0,agreement<0.98,latency_p50>5"))
+    assert len(failures) == 2 and "top1_drop = 1.5pt" in failures[0]
+    assert len(unchecked) == 1 and "latency_p50 not measured" in unchecked[0]
+
+
+def test_device_results_merge_as_rows(report: tuple[Path, dict], reference_weights: Path, tmp_path: Path) -> None:
+    """`edge bench --out` results (here: the local device) become report rows with the device name,
+    their accuracy taken from the host row of the same artifact."""
+    out, rep = report
+    artifact = next(r["artifact"] for r in rep["rows"] if r["target"] == "executorch" and r["precision"] == "int8")
+    results = tmp_path / "bench.json"
+    bench = edge_cli("bench", artifact, "--device", "local", "--runs", "3", "--warmup", "1", "--out", str(results))
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    merged = tmp_path / "merged"
+    res = edge_cli(*report_args(reference_weights, merged, "--targets", "executorch", "--precisions", "int8",
+                                "--no-sensitivity", "--device-results", str(results)))
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads((merged / "report.json").read_text())["rows"]
+    dev = [r for r in rows if r.get("device")]
+    assert len(dev) == 1 and dev[0]["method"] == "device" and dev[0]["measured"] is True
+    assert dev[0]["latency_ms"]["runs"] == 3 and dev[0]["latency_ms"]["p50"] > 0
+    bad = edge_cli(*report_args(reference_weights, merged, "--device-results", str(tmp_path / "missing.json")))
+    assert bad.returncode == 2 and "do not exist" in bad.stderr
