@@ -1,4 +1,5 @@
-"""Benchmark (not a test): onnx2tf's default int8 `.tflite` vs ours, beside fp32, in one run.
+"""Benchmark (not a test): onnx2tf's default int8 `.tflite` vs ours (float head, percentile ranges;
+and with the head int8 too), beside fp32, in one run.
 
 Latency: batch 1, same threads, LiteRT with its XNNPACK delegate, warm-up then p50/p90 of >= 50
 runs. Fidelity of each int8 file vs float PyTorch on held-out images; delegation counts per file.
@@ -17,6 +18,7 @@ from edge.harness import latency
 from edge.models import DEFAULT_MODEL, ModelSpec
 from edge.pipeline import export_and_verify, load_inputs
 from edge.runtimes import runtime_for
+from quantize import PTQConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data"
 
@@ -44,6 +46,8 @@ def main() -> int:
             "fp32": export_and_verify("tflite", inputs, "fp32", Path(tmp), threads=a.threads),
             "int8 (onnx2tf default)": export_and_verify("tflite", inputs, "int8", Path(tmp) / "default",
                                                         threads=a.threads, options={"int8_lowering": "onnx2tf"}),
+            "int8 (edge, int8 head)": export_and_verify("tflite", inputs, "int8", Path(tmp) / "edge-int8-head",
+                                                        threads=a.threads, quant=PTQConfig(float_head=False)),
             "int8 (edge)": export_and_verify("tflite", inputs, "int8", Path(tmp) / "edge", threads=a.threads),
         }
         x = inputs.eval_images[:1]

@@ -87,9 +87,12 @@ def test_int8_is_fully_delegated_with_int8_io(tflite_reports) -> None:
     inp, out = man["io"]["inputs"][0], man["io"]["outputs"][0]
     assert inp["layout"] == "NHWC" and inp["shape"] == [1, 64, 64, 3] and inp["dtype"] == "int8"
     assert inp["quantization"]["scale"] > 0 and out["dtype"] == "int8" and out["quantization"]["scale"] > 0
-    assert man["quantization"]["float_head"] is False and man["options"] == {"io": "int8", "int8_lowering": "xnnpack"}
+    assert man["options"] == {"io": "int8", "int8_lowering": "xnnpack"}
+    # the head (conv_head 1344x1984 + classifier, ~40% of the weights) stays float by default
+    assert man["quantization"]["float_head"] is True and man["quantization"]["observer"] == "percentile"
+    assert man["float_ops"][0] == "CONV_2D" and man["float_ops"][-1] == "FULLY_CONNECTED", man["float_ops"]
     fp32 = json.loads(Path(tflite_reports["fp32"]["manifest"]).read_text())
-    assert man["size_bytes"] < 0.3 * fp32["size_bytes"]
+    assert man["size_bytes"] < 0.65 * fp32["size_bytes"]
 
 
 def test_fp16_export_opens_no_network_connection(tflite_reports) -> None:
@@ -100,10 +103,21 @@ def test_fp16_export_opens_no_network_connection(tflite_reports) -> None:
 
 
 @pytest.fixture(scope="session")
-def reference_tflite(reference_weights: Path, tflite_out: Path) -> dict:
+def reference_inputs(reference_weights: Path):
     spec = ModelSpec(weights=str(reference_weights), input_size=32)
-    inputs = load_inputs(spec, f"{CIFAR}::cifar10/train", 256, eval_data=f"{CIFAR}::cifar10/test", eval_size=500)
-    return export_and_verify("tflite", inputs, "int8", tflite_out / "ref")
+    return load_inputs(spec, f"{CIFAR}::cifar10/train", 128, eval_data=f"{CIFAR}::cifar10/test", eval_size=500)
+
+
+@pytest.fixture(scope="session")
+def reference_tflite(reference_inputs, tflite_out: Path) -> dict:
+    return export_and_verify("tflite", reference_inputs, "int8", tflite_out / "ref")
+
+
+@pytest.fixture(scope="session")
+def reference_tflite_onnx2tf(reference_inputs, tflite_out: Path) -> dict:
+    """onnx2tf's own full-integer int8 (min/max, int8 head, no rewrites): the baseline of issue 3."""
+    return export_and_verify("tflite", reference_inputs, "int8", tflite_out / "ref-onnx2tf",
+                             options={"int8_lowering": "onnx2tf"})
 
 
 def test_int8_reference_model_is_fully_delegated(reference_tflite: dict) -> None:
@@ -111,18 +125,18 @@ def test_int8_reference_model_is_fully_delegated(reference_tflite: dict) -> None
     assert reference_tflite["parity"]["images"] == 500
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measured: top-1 17.8% vs float 26.2%, -2.3 dB logit SQNR. Full-integer TFLite quantizes the head "
-    "(post-pool conv_head + hard-swish, a few channels 100x the rest) to one int8 scale, the op that "
-    "ruins PT2E int8 too; the TFLite converter has no float-head escape through onnx2tf. Issue 3 open."))
-def test_int8_accuracy_on_the_reference_model(reference_tflite: dict) -> None:
-    f = reference_tflite["parity"]["vs_float"]
-    assert f["top1"] >= f["ref_top1"] - 0.03, f
+def test_int8_is_more_faithful_than_onnx2tf_default(reference_tflite: dict, reference_tflite_onnx2tf: dict) -> None:
+    """Issue 3: float head + percentile ranges vs onnx2tf's full-integer min/max file, same images."""
+    ours, base = reference_tflite["parity"]["vs_float"], reference_tflite_onnx2tf["parity"]["vs_float"]
+    assert ours["sqnr_db"] >= base["sqnr_db"] + 3.0 and ours["agreement_top1"] >= base["agreement_top1"], (ours, base)
+    assert ours["sqnr_db"] >= 10.0 and ours["agreement_top1"] >= 0.6, ours  # measured 15.0 dB, 78 % (64 images)
+    assert json.loads(Path(reference_tflite["manifest"]).read_text())["float_ops"][-1] == "FULLY_CONNECTED"
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "not reached on the weakly trained reference model: full-integer TFLite (every layer int8, min/max "
-    "calibration) stays far below 15 dB, as PT2E int8 with an int8 head does. strict: fails loudly once met."))
+    "measured (64 CIFAR-10 test images): float head + 99.99 % percentile ranges 15.0 dB logit SQNR but 78 % "
+    "top-1 agreement (onnx2tf default 3.1 dB/23 %, ours before -2.6 dB/6 %): the weakly trained model's logits "
+    "are close together, so int8 body noise still flips argmaxes. strict: fails loudly once met."))
 def test_int8_meets_usable_fidelity_thresholds(reference_tflite: dict) -> None:
     f = reference_tflite["parity"]["vs_float"]
     assert f["sqnr_db"] >= 15.0 and f["agreement_top1"] >= 0.99, f
@@ -152,7 +166,7 @@ def test_cli_rejects_options_the_converter_cannot_honour(tmp_path: Path) -> None
 
     res = _edge("export", "tflite", "--weights", "random", "--input-size", "64", "--precision", "int8",
                 "--observer", "histogram", "--calib", str(IMAGENET), "--out", str(tmp_path / "o"))
-    _assert_one_line_error(res, "calibrated by the TFLite converter")
+    _assert_one_line_error(res, "calibrated through the TFLite converter")
     res = _edge("export", "tflite", "--weights", "random", "--input-size", "64", "--io", "int8",
                 "--out", str(tmp_path / "o"))
     _assert_one_line_error(res, "--io int8 applies to --precision int8 only")
