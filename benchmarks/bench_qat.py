@@ -76,6 +76,8 @@ def main() -> None:
         ptq = export_and_verify(target, inputs, "int8", args.out / target / "ptq", PTQConfig(calib_size=256))
         rows.append({"target": target, **row("ptq", ptq["parity"]), "seconds": round(time.time() - t0)})
         print(json.dumps(rows[-1]), flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(rows, indent=2))
         t0 = time.time()
         cfg = QATConfig(ptq=PTQConfig(calib_size=256), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                         ce_weight=args.ce_weight, freeze_observers_after=int(args.steps * 0.75),
@@ -89,6 +91,8 @@ def main() -> None:
         rows.append({"target": target, **row("qat", qat["parity"]), "seconds": round(time.time() - t0),
                      "train_seconds": round(train_s), "loss_first": info["loss_first"], "loss_last": info["loss_last"]})
         print(json.dumps(rows[-1]), flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(rows, indent=2))
     print(f"\nfbnetv3_b CIFAR-10 reference, 32 px, {args.eval_size} held-out test images; QAT {args.steps} steps "
           f"(batch {args.batch_size}, lr {args.lr}, ce {args.ce_weight}), {args.threads} thread(s)")
     hdr = ("target", "variant", "top1", "float", "agree", "SQNR", "prog top1", "prog agree", "prog SQNR",

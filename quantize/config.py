@@ -47,7 +47,7 @@ class QATConfig:
 
     ptq: PTQConfig = field(default_factory=PTQConfig)
     steps: int = 300  # the cosine schedule's length; a run may stop early and resume
-    lr: float = 1e-5
+    lr: float = 5e-5
     batch_size: int = 32
     weight_decay: float = 0.0
     temperature: float = 2.0  # distillation softens teacher and student logits by this

@@ -88,7 +88,8 @@ def to_inference(prepared: Any) -> Any:
 
 def convert_qat(prepared: Any) -> Any:
     """The q/dq program a target lowers: BN folded into the conv weights with the trained
-    statistics, each fake-quant replaced by its learned scale and zero point."""
+    statistics, each fake-quant replaced by its learned scale and zero point. Consumes
+    ``prepared`` (the fold rewrites its conv weights in place)."""
     pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "quantization-aware training")
     from torchao.quantization.pt2e import move_exported_model_to_eval
 
@@ -342,8 +343,11 @@ def load_qat_program(ckpt: Path, model: Any, target: str | None = None) -> QATPr
     blob = read_checkpoint(ckpt)
     check_checkpoint(blob, ckpt, model, target)
     prepared, config, quantizer = restore(blob, model)
+    # before convert: convert_pt2e folds BN into the conv weights in place, so the float module
+    # read afterwards would apply BatchNorm twice
+    adapted = adapted_float_module(model.module, prepared) if blob["target"] == "tflite" else None
     converted = convert_qat(prepared)
-    program = adapted_float_module(model.module, prepared) if blob["target"] == "tflite" else converted
+    program = adapted if adapted is not None else converted
     from exporters import get_exporter
 
     # recorded as the target applies it (TFLite: head int8 too), as PTQ manifests are

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from edge.commands._args import add_model_args, model_spec
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", type=Path, required=True, help="checkpoint file to write (QAT state)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     g = p.add_argument_group("training")
-    g.add_argument("--lr", type=float, default=1e-5)
+    g.add_argument("--lr", type=float, default=5e-5)
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
     g.add_argument("--ce-weight", type=float, default=0.5,
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         say(f"note: {note}")
     result = run_qat(model, args.target, args.data, args.out, cfg, resume=args.resume, until=args.stop_after,
                      save_every=args.save_every, classes=args.classes)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(result, indent=2))
     else:
