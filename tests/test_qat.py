@@ -227,3 +227,17 @@ def test_bad_input_fails_clearly(ref_model, reference_weights: Path, unlabelled:
     res = _edge("qat", "--weights", str(reference_weights), "--input-size", "32", "--target", "executorch",
                 "--data", str(empty), "--steps", "2", "--out", str(tmp_path / "y.pt"))
     assert res.returncode == 2 and "edge: error: no images found" in res.stderr, res.stderr[-2000:]
+
+
+def test_report_has_a_qat_row(reference_weights: Path, unlabelled: Path, ckpts: dict[str, Path],
+                              tmp_path: Path) -> None:
+    """`edge report --qat CKPT`: the QAT artifact is a row beside float, measured on its runtime."""
+    out = tmp_path / "report"
+    res = _edge("report", "--weights", str(reference_weights), "--input-size", "32", "--calib", str(unlabelled),
+                "--calib-size", "16", "--targets", "executorch", "--precisions", "fp32", "--no-sensitivity",
+                "--runs", "2", "--qat", str(ckpts["executorch"]), "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    qat = next(r for r in rows if r["method"] == "qat")
+    assert qat["target"] == "executorch" and qat["precision"] == "int8" and qat["measured"] is True
+    assert qat["agreement_top1"] is not None and qat["latency_ms"]["runs"] == 2

@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--runs", type=int, default=50)
     t.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--qat", type=Path, action="append", default=[], metavar="CKPT",
+                   help="add an int8 row exported from this QAT checkpoint (`edge qat --out`; repeatable)")
     p.add_argument("--device-results", type=Path, action="append", default=[],
                    help="merge `edge bench --out FILE` results as device rows (repeatable)")
     p.add_argument("--no-reuse", action="store_true", help="re-export even when a matching artifact exists")
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                       seed=args.seed)
     cfg = ReportConfig(targets=args.targets, precisions=args.precisions, quant=quant, eval_size=args.eval_size,
                        threads=args.threads, runs=args.runs, warmup=args.warmup, sensitivity=not args.no_sensitivity,
-                       keep_float_k=args.keep_float_top, reuse=not args.no_reuse, recalibrate_bn=args.recalibrate_bn)
+                       keep_float_k=args.keep_float_top, reuse=not args.no_reuse, recalibrate_bn=args.recalibrate_bn,
+                       qat=tuple(args.qat))
     report = run_report(model_spec(args), args.calib, args.data, args.out, cfg, args.classes, devices)
     validate(report)
     paths = write_outputs(report, args.out)

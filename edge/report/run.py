@@ -42,6 +42,7 @@ class ReportConfig:
     keep_float_k: int = 0
     reuse: bool = True
     recalibrate_bn: bool = False
+    qat: tuple[Path, ...] = ()  # QAT checkpoints (`edge qat --out`): one int8 "qat" row each
 
     def __post_init__(self) -> None:
         if self.runs < 1 or self.warmup < 0 or self.threads < 1:
@@ -98,14 +99,17 @@ class ReportRun:
         return row
 
     def artifact_row(self, target: str, precision: str, method: str, quant: PTQConfig | None,
-                     subdir: str) -> dict[str, Any]:
+                     subdir: str, qat: Path | None = None) -> dict[str, Any]:
         from exporters import get_exporter
 
         row = empty_row(target, precision, method)
         exporter = get_exporter(target)
         try:
             exporter.check()
-            artifact, manifest, reference, reused = self._artifact(exporter, precision, quant, subdir)
+            if qat is not None:
+                artifact, manifest, reference, reused = self._qat_artifact(exporter, qat, subdir)
+            else:
+                artifact, manifest, reference, reused = self._artifact(exporter, precision, quant, subdir)
         except EdgeError as exc:
             add_note(row, f"not exported: {first_line(exc)}")
             return row
@@ -137,6 +141,15 @@ class ReportRun:
             return artifact, manifest, exporter.reference_program(model, precision, calib, qcfg), True
         result = exporter.export(model, precision, dest, calib, quant if quantized else None)
         self.cache.record(result.artifact, key)
+        return result.artifact, result.manifest, result.reference, False
+
+    def _qat_artifact(self, exporter: Any, ckpt: Path, subdir: str) -> tuple[Path, dict[str, Any], Any, bool]:
+        """Export the QAT model of a checkpoint (always afresh: the checkpoint is the recipe)."""
+        from quantize.qat import load_qat_program
+
+        prog = load_qat_program(ckpt, self.inputs.model, exporter.name)
+        result = exporter.export(self.inputs.model, "int8", self.out / "artifacts" / subdir, self.inputs.calib,
+                                 qat=prog)
         return result.artifact, result.manifest, result.reference, False
 
     def _evaluate(self, row: dict[str, Any], artifact: Path, reference: Any) -> None:
@@ -208,6 +221,12 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
         raise EdgeError(f"no target exports precision {', '.join(unknown)} "
                         f"(offered: {', '.join(sorted({p for e in exporters.values() for p in e.precisions}))})")
     quantized = any(p in e.quantized_precisions for e in exporters.values() for p in cfg.precisions)
+    qat_jobs: list[tuple[Path, str]] = []
+    if cfg.qat:  # a bad checkpoint fails before any work
+        from quantize.qat import read_checkpoint
+
+        qat_jobs = [(ckpt, str(read_checkpoint(ckpt)["target"])) for ckpt in cfg.qat]
+        quantized = True
     ensure_writable_dir(out)
     inputs = load_inputs(spec, calib, cfg.quant.calib_size, data, cfg.eval_size, classes, cfg.recalibrate_bn,
                          require_calib=quantized)
@@ -225,6 +244,9 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
         say(f"[{i}/{len(jobs)}] {target} {precision}")
         q = cfg.quant if precision in exporters[target].quantized_precisions else None
         rows.append(run.artifact_row(target, precision, method_of(precision), q, method_of(precision)))
+    for ckpt, target in qat_jobs:
+        say(f"[qat] {target} int8 from {ckpt}")
+        rows.append(run.artifact_row(target, "int8", "qat", None, "qat", qat=ckpt))
     sensitivity: dict[str, Any] = {}
     if cfg.sensitivity and "int8" in cfg.precisions and inputs.float_outputs is not None:
         from edge.report.sensitivity import layer_sensitivity
