@@ -176,7 +176,8 @@ def test_device_results_merge_as_rows(report: tuple[Path, dict], reference_weigh
     assert res.returncode == 0, res.stderr[-2000:]
     rows = json.loads((merged / "report.json").read_text())["rows"]
     dev = [r for r in rows if r.get("device")]
-    assert len(dev) == 1 and dev[0]["method"] == "device" and dev[0]["measured"] is True
+    assert len(dev) == 1 and dev[0]["method"] == "ptq" and dev[0]["measured"] is True  # method of the host row
+    assert dev[0]["agreement_top1"] is not None and "accuracy from the host run" in dev[0]["note"]
     assert dev[0]["latency_ms"]["runs"] == 3 and dev[0]["latency_ms"]["p50"] > 0
     bad = edge_cli(*report_args(reference_weights, merged, "--device-results", str(tmp_path / "missing.json")))
     assert bad.returncode == 2 and "do not exist" in bad.stderr
