@@ -137,7 +137,8 @@ def test_int8_is_more_faithful_than_onnx2tf_default(reference_tflite: dict, refe
 
 @pytest.mark.xfail(strict=True, reason=(
     "measured (500 CIFAR-10 test images): float head + 99.99 % percentile ranges 9.8 dB logit SQNR, 77.4 % "
-    "top-1 agreement (on 64 of them: onnx2tf default 3.1 dB/23 %, ours before -2.6 dB/6 %): the weakly trained model's logits "
+    "top-1 agreement (on 64 of them: onnx2tf default 3.1 dB/23 %, ours before -2.6 dB/6 %): "
+    "the weakly trained model's logits "
     "are close together, so int8 body noise still flips argmaxes. strict: fails loudly once met."))
 def test_int8_meets_usable_fidelity_thresholds(reference_tflite: dict) -> None:
     f = reference_tflite["parity"]["vs_float"]
