@@ -31,7 +31,7 @@ def report_args(weights: Path, out: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def report(reference_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("report")
-    res = edge_cli(*report_args(reference_weights, out, "--targets", TARGETS))
+    res = edge_cli(*report_args(reference_weights, out, "--targets", TARGETS, "--keep-float-top", "2"))
     assert res.returncode == 0, res.stderr[-3000:]
     return out, json.loads((out / "report.json").read_text())
 
@@ -43,7 +43,7 @@ def test_report_rows_follow_schema(report: tuple[Path, dict]) -> None:
     validate(rep)
     assert {"model", "weights", "data", "host", "versions", "rows"} <= rep.keys()
     assert rep["data"]["labelled"] is True and rep["data"]["images"] == 64
-    keys = {(r["target"], r["precision"]) for r in rep["rows"]}
+    keys = {(r["target"], r["precision"]) for r in rep["rows"] if r["method"] != "ptq+float2"}
     assert keys == {("pytorch", "fp32"), ("executorch", "fp32"), ("executorch", "int8"), ("tflite", "fp32"),
                     ("tflite", "int8"), ("coreml", "fp32"), ("coreml", "int8")}
     for row in rep["rows"]:
@@ -70,6 +70,11 @@ def test_report_rows_follow_schema(report: tuple[Path, dict]) -> None:
     layers = sens["xnnpack"]["layers"]
     assert len(layers) > 10 and layers == sorted(layers, key=lambda r: r["sqnr_db"])
     assert {"conv_stem", "blocks.0.0"} <= {r["layer"] for r in layers}
+    # --keep-float-top 2: one more int8 row per PT2E target, the two most sensitive layers left float
+    kept = [r for r in rep["rows"] if r["method"] == "ptq+float2"]
+    assert {r["target"] for r in kept} == {"executorch", "coreml"}
+    et_kept = next(r for r in kept if r["target"] == "executorch")
+    assert all(u["layer"] in et_kept["note"] for u in layers[:2]) and et_kept["measured"] is True
 
 
 def test_report_markdown_and_plots(report: tuple[Path, dict]) -> None:
