@@ -40,7 +40,7 @@ TARGETS = ("executorch", "coreml", "tflite")
 
 def target_scheme(target: str, module: Any, ptq: PTQConfig) -> tuple[str, PTQConfig]:
     """The quantizer QAT uses for ``target`` and the PTQ knobs as that target applies them
-    (TFLite: every layer int8, as its full-integer file has no float layers)."""
+    (TFLite: as its exporter applies them — head float by default, like its PTQ)."""
     from exporters import get_exporter
 
     if target not in TARGETS:
