@@ -44,8 +44,8 @@ def cells(row: dict[str, Any], float_p50: float | None) -> dict[str, str]:
         "p50": _num(p50, ".2f"), "p90": _num(lat.get("p90"), ".2f"),
         "speedup": "—" if not p50 or not float_p50 or row.get("device") else f"{float_p50 / p50:.2f}×",
         "export": _num(row.get("export_s"), ".1f") + (" (reused)" if row.get("reused") else ""),
-        "measured": "yes" if row["measured"] else "no (simulated)" if row.get("top1") or row.get("logit_sqnr_db")
-        else "no",
+        "measured": "yes" if row["measured"] else "no (simulated)" if row.get("agreement_top1") is not None
+        or row.get("logit_sqnr_db") is not None else "no",
         "note": row.get("note") or "",
     }
 
