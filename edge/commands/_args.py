@@ -43,7 +43,7 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("int8")
     g.add_argument("--observer", choices=OBSERVERS, default=None,
-                   help="activation observer (default: the target's; xnnpack and coreml percentile, tflite minmax)")
+                   help="activation observer (default: the target's; percentile for every target)")
     g.add_argument("--percentile", type=float, default=99.99, help="for --observer percentile")
     g.add_argument("--int8-head", action="store_true",
                    help="quantize the classifier head too (smaller file; by default it stays float: see README)")
