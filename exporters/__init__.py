@@ -3,10 +3,8 @@ target is one new file. Modules import their heavy toolchain lazily, so discover
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from edge.errors import EdgeError
+from edge.plugins import import_plugins
 from exporters.base import Exporter, ExportResult
 
 _REGISTRY: dict[str, type[Exporter]] = {}
@@ -17,17 +15,8 @@ def register(cls: type[Exporter]) -> type[Exporter]:
     return cls
 
 
-_DISCOVERED: list[bool] = []
-
-
 def _discover() -> None:
-    """Import every module of this package once (a module imported directly registers early)."""
-    if _DISCOVERED:
-        return
-    _DISCOVERED.append(True)
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
-            importlib.import_module(f"{__name__}.{info.name}")
+    import_plugins(__name__, __path__)
 
 
 def targets() -> list[str]:

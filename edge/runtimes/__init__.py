@@ -7,11 +7,10 @@ own layout and dtype, so the harness can compare any artifact with the float mod
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 
 from edge.errors import EdgeError
+from edge.plugins import import_plugins
 from edge.runtimes.base import Runtime, Session
 
 _REGISTRY: dict[str, type[Runtime]] = {}
@@ -24,17 +23,8 @@ def register(cls: type[Runtime]) -> type[Runtime]:
     return cls
 
 
-_DISCOVERED: list[bool] = []
-
-
 def _discover() -> None:
-    """Import every module of this package once (a module imported directly registers early)."""
-    if _DISCOVERED:
-        return
-    _DISCOVERED.append(True)
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
-            importlib.import_module(f"{__name__}.{info.name}")
+    import_plugins(__name__, __path__)
 
 
 def runtime_for(artifact: Path | str, **options: str) -> Runtime:

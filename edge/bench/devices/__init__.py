@@ -5,14 +5,11 @@ A new transport is one new module here defining a `Device` subclass decorated wi
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from edge.bench.devices.base import BenchConfig, Device
 from edge.errors import EdgeError
+from edge.plugins import import_plugins
 
 _REGISTRY: dict[str, type[Device]] = {}
-_DISCOVERED: list[bool] = []
 
 
 def register(cls: type[Device]) -> type[Device]:
@@ -21,12 +18,7 @@ def register(cls: type[Device]) -> type[Device]:
 
 
 def _discover() -> None:
-    if _DISCOVERED:
-        return
-    _DISCOVERED.append(True)
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
-            importlib.import_module(f"{__name__}.{info.name}")
+    import_plugins(__name__, __path__)
 
 
 def scheme_of(url: str) -> str:
