@@ -314,12 +314,14 @@ def restore(blob: dict[str, Any], model: Any) -> tuple[Any, QATConfig, str]:
     config = config_from_dict(blob["config"])
     quantizer, ptq = target_scheme(blob["target"], model.module, config.ptq)
     prepared = prepare_qat(model.module, model.example_input(2), quantizer, ptq)
+    # the phase first: moving an exported graph to eval rewrites it (Core ML's graph loses some
+    # fake-quant modules), so the state only fits the graph in the phase it was saved in
+    set_phase(prepared, int(blob["step"]), config)
     try:
         prepared.load_state_dict(blob["model_state"])
     except RuntimeError as exc:
         raise EdgeError(f"QAT checkpoint state does not fit {model.spec.name}: "
                         f"{str(exc).splitlines()[0]}") from exc
-    set_phase(prepared, int(blob["step"]), config)
     return prepared, config, quantizer
 
 
@@ -411,6 +413,7 @@ def run_qat(
     prepared = prepare_qat(model.module, model.example_input(2), quantizer, ptq)
     state = new_state(prepared, config)
     if blob is not None:
+        set_phase(prepared, int(blob["step"]), config)  # the graph in the phase it was saved in
         prepared.load_state_dict(blob["model_state"])
         state.optimizer.load_state_dict(blob["optimizer_state"])
         state.generator.set_state(blob["generator_state"])

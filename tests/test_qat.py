@@ -159,10 +159,9 @@ def test_executorch_pte_from_checkpoint_runs(reference_weights: Path, unlabelled
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "not working yet: the Core ML QAT checkpoint does not load back — the rebuilt CoreMLQuantizer "
-    "fake-quant graph has other activation_post_process keys than the trained one (load_state_dict "
-    "raises 'Missing key(s)'); the ExecuTorch/TFLite (XNNPACK scheme) graphs rebuild identically. "
-    "strict: fails loudly once fixed"))
+    "not working yet: the Core ML QAT checkpoint now loads back (the graph is moved to its saved phase first), "
+    "but coremltools refuses the converted QAT program as a stateful model ('State model is supported only "
+    ">= iOS18'): the QAT graph still mutates a buffer. strict: fails loudly once fixed"))
 def test_coreml_package_from_checkpoint(ref_model, unlabelled: Path, ckpts: dict[str, Path], tmp_path: Path) -> None:
     """Core ML W8A8 from the QAT model: converts, and its spec holds the quantize/dequantize ops
     (predictions need macOS; elsewhere the figures are the QAT program's, labelled simulated)."""
