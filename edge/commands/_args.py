@@ -9,6 +9,11 @@ from typing import Any
 DEFAULT_OUT = Path("out")
 
 
+def csv_list(text: str) -> tuple[str, ...]:
+    """argparse type for comma-separated lists (--targets, --precisions)."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     from edge.models import DEFAULT_MODEL, MODES
 

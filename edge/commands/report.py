@@ -6,11 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge.commands._args import DEFAULT_OUT, add_model_args
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip())
+from edge.commands._args import DEFAULT_OUT, add_model_args, csv_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,9 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("report", help="accuracy, fidelity and latency of every target vs float, with plots")
     add_model_args(p)
-    p.add_argument("--targets", type=_csv, default=("executorch", "tflite", "coreml"),
+    p.add_argument("--targets", type=csv_list, default=("executorch", "tflite", "coreml"),
                    help="comma-separated targets (default: executorch,tflite,coreml)")
-    p.add_argument("--precisions", type=_csv, default=("fp32", "int8"),
+    p.add_argument("--precisions", type=csv_list, default=("fp32", "int8"),
                    help="comma-separated precisions; each target exports those it offers (default: fp32,int8)")
     g = p.add_argument_group("images")
     g.add_argument("--calib", help="calibration images (ImageFolder, flat ImageNet folder, .tar.gz[::SUBDIR])")

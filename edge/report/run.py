@@ -204,9 +204,9 @@ def _quantizers(targets: tuple[str, ...]) -> dict[str, list[str]]:
 
     out: dict[str, list[str]] = {}
     for t in targets:
-        q = get_exporter(t).quantizer
-        if q is not None and "int8" in get_exporter(t).precisions:
-            out.setdefault(q, []).append(t)
+        exporter = get_exporter(t)
+        if exporter.quantizer is not None and "int8" in exporter.precisions:
+            out.setdefault(exporter.quantizer, []).append(t)
     return out
 
 
