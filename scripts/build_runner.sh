@@ -7,7 +7,8 @@
 # aarch64: Debian's aarch64-linux-gnu-g++ (runner/aarch64-linux-gnu.cmake) against the
 #          manylinux_2_28_aarch64 wheel of the same executorch version, downloaded once from PyPI
 #          into ~/.cache/edge/wheels (EDGE_WHEEL_CACHE) and unpacked beside it.
-# BUILD_DIR defaults to ~/.cache/edge/runner/<target> (outside the repo). Builds are incremental:
+# BUILD_DIR defaults to runner/build-<target> in this checkout (git-ignored; a CMake cache names its
+# source folder, so one shared build folder would break a second clone). Builds are incremental:
 # a second call with nothing changed only checks. The last line on stdout is the binary's path; the
 # shared libraries it needs are copied beside it (run path $ORIGIN), so BUILD_DIR/edge_runner and
 # BUILD_DIR/lib*.so are what a device needs.
@@ -15,7 +16,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${1:-host}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/edge"
-BUILD="${2:-$CACHE/runner/$TARGET}"
+BUILD="${2:-$ROOT/runner/build-$TARGET}"
 PY="${EDGE_PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY="$(command -v python3)"
 CMAKE="$ROOT/.venv/bin/cmake"
