@@ -1,11 +1,11 @@
 """TFLite/LiteRT `.tflite` through ONNX and onnx2tf, in fp32, fp16 or full INT8 — offline.
 
-Why the ONNX rewrite: LiteRT's XNNPACK delegate runs HARD_SWISH and RELU_0_TO_1 (onnx2tf's
-hard-sigmoid) in float only, so in onnx2tf's default int8 file each of fbnetv3_b's 77 hard-swishes
-and 18 squeeze-excite gates fell back to TFLite's reference kernels and cut the graph into 96
-XNNPACK partitions (4x slower than fp32). Written as Add → Clip(0, 6) → Mul with the 1/6 applied
-to x first — a form the TFLite converter does not fuse back — every op stays in XNNPACK. In fp32
-and fp16 only the hard-sigmoid is rewritten: XNNPACK runs the fused float HARD_SWISH itself.
+Why the ONNX rewrite (exporters/_onnx_rewrites.py): LiteRT's XNNPACK delegate runs HARD_SWISH and
+RELU_0_TO_1 (onnx2tf's hard-sigmoid) in float only, so in onnx2tf's default int8 file each of
+fbnetv3_b's 77 hard-swishes and 18 squeeze-excite gates fell back to TFLite's reference kernels and
+cut the graph into 96 XNNPACK partitions (4x slower than fp32). Written as Add → Clip(0, 6) → Mul,
+with the 1/6 folded into the consumers' weights, every op stays in XNNPACK. In fp32 and fp16 only
+the hard-sigmoid is rewritten: XNNPACK runs the fused float HARD_SWISH itself.
 
 Why int8 is quantized here and not by onnx2tf (`-oiqt`): its full-integer file quantizes the
 classifier head (fbnetv3_b's post-pool conv_head + hard-swish has a few channels ~100x the rest)
@@ -31,6 +31,7 @@ from edge.errors import EdgeError, first_line
 from edge.models import LoadedModel
 from edge.progress import say
 from exporters import register
+from exporters._onnx_rewrites import rewrite_hard_activations
 from exporters.base import Converted, Exporter, Option
 from quantize import PTQConfig
 
@@ -48,57 +49,6 @@ def _working_dir(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(old)
-
-
-def rewrite_hard_activations(onnx_model: Any, ops: tuple[str, ...] = ("HardSwish", "HardSigmoid")) -> dict[str, int]:
-    """Replace HardSwish / HardSigmoid with Add, Clip(0, 1/alpha) and Mul (see module docstring)."""
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    graph = onnx_model.graph
-    consts: dict[str, Any] = {}
-
-    def const(v: float) -> str:
-        name = f"edge_const_{len(consts)}_{abs(v):.6g}".replace(".", "_")
-        for k, t in consts.items():
-            if float(numpy_helper.to_array(t)) == np.float32(v):
-                return k
-        consts[name] = numpy_helper.from_array(np.array(v, np.float32), name)
-        return name
-
-    nodes: list[Any] = []
-    counts = {"HardSwish": 0, "HardSigmoid": 0}
-    for n in graph.node:
-        base = n.name or n.output[0]
-        if n.op_type not in ops:
-            nodes.append(n)
-            continue
-        if n.op_type == "HardSwish":
-            x, out = n.input[0], n.output[0]
-            nodes += [
-                helper.make_node("Add", [x, const(3.0)], [base + "/shift"], name=base + "/shift"),
-                helper.make_node("Clip", [base + "/shift", const(0.0), const(6.0)], [base + "/relu6"],
-                                 name=base + "/relu6"),
-                helper.make_node("Mul", [x, const(1 / 6)], [base + "/x6"], name=base + "/x6"),
-                helper.make_node("Mul", [base + "/x6", base + "/relu6"], [out], name=base + "/mul"),
-            ]
-        elif n.op_type == "HardSigmoid":
-            attrs = {a.name: a.f for a in n.attribute}
-            alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
-            nodes += [
-                helper.make_node("Add", [n.input[0], const(beta / alpha)], [base + "/shift"], name=base + "/shift"),
-                helper.make_node("Clip", [base + "/shift", const(0.0), const(1 / alpha)], [base + "/relu6"],
-                                 name=base + "/relu6"),
-                helper.make_node("Mul", [base + "/relu6", const(alpha)], [n.output[0]], name=base + "/scale"),
-            ]
-        else:
-            nodes.append(n)
-            continue
-        counts[n.op_type] += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    graph.initializer.extend(consts.values())
-    return counts
 
 
 @register

@@ -51,6 +51,37 @@ def tflite_reports(random_inputs, tflite_out: Path) -> dict[str, dict]:
     return out
 
 
+@pytest.mark.parametrize("mode", ["classifier", "embeddings", "features"])
+def test_onnx_rewrites_keep_the_float_function(mode: str) -> None:
+    """The hard-swish / hard-sigmoid rewrite with its scales folded into the consumers' weights
+    computes what the original ONNX graph computes, in onnxruntime, in every model mode."""
+    import copy
+    import io
+
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from edge.models import load_model
+    from exporters._onnx_rewrites import rewrite_hard_activations
+
+    model = load_model(ModelSpec(weights="random", input_size=64, mode=mode))
+    x = model.example_input(1)
+    buf = io.BytesIO()
+    torch.onnx.export(model.module, (x,), buf, input_names=["image"], opset_version=17, dynamo=False)
+    original = onnx.load_from_string(buf.getvalue())
+    rewritten = copy.deepcopy(original)
+    counts = rewrite_hard_activations(rewritten)
+    assert counts["HardSwishScaleFolded"] >= counts["HardSwish"] - 3 > 0 and counts["HardSigmoidScaleFolded"] == 18
+    assert not any(n.op_type in ("HardSwish", "HardSigmoid") for n in rewritten.graph.node)
+
+    def run(m: onnx.ModelProto) -> list[np.ndarray]:
+        return ort.InferenceSession(m.SerializeToString()).run(None, {"image": x.numpy()})
+
+    for ref, got in zip(run(original), run(rewritten), strict=True):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * float(np.abs(ref).max()))
+
+
 def test_fp32_tflite_equals_eager(tflite_reports, random_inputs) -> None:
     rep = tflite_reports["fp32"]
     x = random_inputs.eval_images[:6]
@@ -79,9 +110,11 @@ def test_feature_maps_keep_order_and_shapes(tflite_reports) -> None:
 def test_int8_is_fully_delegated_with_int8_io(tflite_reports) -> None:
     rep = tflite_reports["int8"]
     man = json.loads(Path(rep["manifest"]).read_text())
-    assert man["onnx_rewrites"] == {"HardSwish": 77, "HardSigmoid": 18}
+    # every 1/6 and gate alpha folded into the consumers' weights but the stem's (a residual Add reads it)
+    assert man["onnx_rewrites"] == {"HardSwish": 77, "HardSigmoid": 18, "HardSwishScaleFolded": 76,
+                                    "HardSigmoidScaleFolded": 18}
     assert json.loads(Path(tflite_reports["fp32"]["manifest"]).read_text())["onnx_rewrites"] == {
-        "HardSwish": 0, "HardSigmoid": 18}
+        "HardSwish": 0, "HardSigmoid": 18, "HardSwishScaleFolded": 0, "HardSigmoidScaleFolded": 18}
     d = man["delegation"]
     assert d["non_delegated_ops"] == 0 and d["delegated_subgraphs"] == 1, d
     inp, out = man["io"]["inputs"][0], man["io"]["outputs"][0]

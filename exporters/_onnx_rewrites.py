@@ -1,0 +1,144 @@
+"""Float-exact ONNX rewrites that decide how fast the int8 `.tflite` runs in LiteRT's XNNPACK.
+
+Why: the XNNPACK delegate runs HARD_SWISH and RELU_0_TO_1 in float only, so an int8 graph that
+keeps them falls back to TFLite's reference kernels op by op (onnx2tf's default: 96 partitions,
+4x slower than fp32). Written as Add -> Clip -> Mul they stay in XNNPACK, but each int8 elementwise
+op on a full feature map costs a requantising pass over it. The 1/6 of hard-swish is therefore not
+a Mul of its own: it is folded into the weights of the linear ops that consume the activation
+(the next conv, the squeeze-excite mean -> conv, the classifier), so a hard-swish costs two int8
+ops — Add+ReLU6 (fused by the converter) and Mul — instead of three (and a squeeze-excite gate's
+alpha goes the same way). Where a consumer is not linear
+(a residual Add, a graph output) the Mul by 1/6 stays. Each rewrite keeps the float function; only
+summation order changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# ops through which a scale factor passes unchanged: f(c*x) = c*f(x) for c > 0
+_HOMOGENEOUS = {"ReduceMean", "GlobalAveragePool", "AveragePool", "MaxPool", "GlobalMaxPool", "Flatten",
+                "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Relu"}
+
+
+@dataclass
+class _Plan:
+    """Weights to scale (initializer name -> factor) so that a tensor scaled by c is consumed right."""
+
+    scale: dict[str, float] = field(default_factory=dict)
+
+
+class _Graph:
+    """Consumers and initializers of an ONNX graph, for the rewrites below."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.inits = {t.name: t for t in graph.initializer}
+        self.outputs = {o.name for o in graph.output}
+        self.uses: dict[str, int] = {}
+        self.consumers: dict[str, list[Any]] = {}
+        for n in graph.node:
+            for i in n.input:
+                self.uses[i] = self.uses.get(i, 0) + 1
+                self.consumers.setdefault(i, []).append(n)
+
+    def owned_weight(self, name: str) -> bool:
+        """An initializer only this node reads (scaling it changes nothing else)."""
+        return name in self.inits and self.uses.get(name, 0) == 1
+
+    def absorb(self, tensor: str, factor: float, plan: _Plan, depth: int = 0) -> bool:
+        """Plan how every consumer of ``tensor`` takes it scaled by 1/factor; False if one cannot."""
+        if tensor in self.outputs or depth > 8 or not self.consumers.get(tensor):
+            return False
+        for n in self.consumers[tensor]:
+            op = n.op_type
+            if op in ("Conv", "ConvTranspose") and n.input[0] == tensor and self.owned_weight(n.input[1]):
+                plan.scale[n.input[1]] = plan.scale.get(n.input[1], 1.0) * factor
+            elif op == "Gemm" and n.input[0] == tensor and self.owned_weight(n.input[1]):
+                plan.scale[n.input[1]] = plan.scale.get(n.input[1], 1.0) * factor
+            elif op == "MatMul" and n.input[0] == tensor and self.owned_weight(n.input[1]):
+                plan.scale[n.input[1]] = plan.scale.get(n.input[1], 1.0) * factor
+            elif op in _HOMOGENEOUS and n.input[0] == tensor:
+                if not self.absorb(n.output[0], factor, plan, depth + 1):
+                    return False
+            elif op == "Mul" and list(n.input).count(tensor) == 1:
+                if not self.absorb(n.output[0], factor, plan, depth + 1):
+                    return False
+            else:
+                return False
+        return True
+
+    def apply(self, plan: _Plan) -> None:
+        from onnx import numpy_helper
+
+        for name, factor in plan.scale.items():
+            t = self.inits[name]
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * factor, name))
+
+
+def rewrite_hard_activations(onnx_model: Any, ops: tuple[str, ...] = ("HardSwish", "HardSigmoid"),
+                             fold_scale: bool = True) -> dict[str, int]:
+    """Replace HardSwish / HardSigmoid with Add, Clip and Mul (module docstring); with
+    ``fold_scale`` the hard-swish 1/6 and the hard-sigmoid alpha go into the consumers' weights
+    where they can.
+    Returns how many of each were rewritten and how many 1/6 factors were folded."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = onnx_model.graph
+    g = _Graph(graph)
+    consts: dict[float, str] = {}
+    new_inits: list[Any] = []
+
+    def const(v: float) -> str:
+        key = float(np.float32(v))
+        if key not in consts:
+            consts[key] = f"edge_const_{len(consts)}"
+            new_inits.append(numpy_helper.from_array(np.array(v, np.float32), consts[key]))
+        return consts[key]
+
+    nodes: list[Any] = []
+    counts = {"HardSwish": 0, "HardSigmoid": 0, "HardSwishScaleFolded": 0, "HardSigmoidScaleFolded": 0}
+    for n in graph.node:
+        base = n.name or n.output[0]
+        if n.op_type == "HardSwish" and "HardSwish" in ops:
+            x, out = n.input[0], n.output[0]
+            shift = [helper.make_node("Add", [x, const(3.0)], [base + "/shift"], name=base + "/shift"),
+                     helper.make_node("Clip", [base + "/shift", const(0.0), const(6.0)], [base + "/relu6"],
+                                      name=base + "/relu6")]
+            plan = _Plan()
+            if fold_scale and g.absorb(out, 1 / 6, plan):
+                # out := x * relu6(x + 3) is 6 x hard-swish; its consumers' weights carry the 1/6
+                g.apply(plan)
+                nodes += shift + [helper.make_node("Mul", [x, base + "/relu6"], [out], name=base + "/mul")]
+                counts["HardSwishScaleFolded"] += 1
+            else:
+                # x is scaled first: (x/6) * relu6(x + 3) is a form the converter does not fuse back
+                nodes += shift + [
+                    helper.make_node("Mul", [x, const(1 / 6)], [base + "/x6"], name=base + "/x6"),
+                    helper.make_node("Mul", [base + "/x6", base + "/relu6"], [out], name=base + "/mul")]
+        elif n.op_type == "HardSigmoid" and "HardSigmoid" in ops:
+            attrs = {a.name: a.f for a in n.attribute}
+            alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+            shift = helper.make_node("Add", [n.input[0], const(beta / alpha)], [base + "/shift"], name=base + "/shift")
+            plan = _Plan()
+            if fold_scale and g.absorb(n.output[0], alpha, plan):
+                # the gate := clip(x + beta/alpha, 0, 1/alpha) is 1/alpha x hard-sigmoid; the consumers carry alpha
+                g.apply(plan)
+                nodes += [shift, helper.make_node("Clip", [base + "/shift", const(0.0), const(1 / alpha)],
+                                                  [n.output[0]], name=base + "/relu6")]
+                counts["HardSigmoidScaleFolded"] += 1
+            else:
+                nodes += [shift,
+                          helper.make_node("Clip", [base + "/shift", const(0.0), const(1 / alpha)], [base + "/relu6"],
+                                           name=base + "/relu6"),
+                          helper.make_node("Mul", [base + "/relu6", const(alpha)], [n.output[0]], name=base + "/scale")]
+        else:
+            nodes.append(n)
+            continue
+        counts[n.op_type] += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(new_inits)
+    return counts
