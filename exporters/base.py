@@ -156,12 +156,18 @@ class Exporter(ABC):
             raise EdgeError(f"the QAT checkpoint was trained for {qat.target}, not {self.name}")
         if self.quantizer is None and calib_images is None:  # the converter calibrates (TFLite)
             raise EdgeError(f"{self.name} {precision} from a QAT model needs calibration images (--calib DIR)")
-        self.validate(precision, qat.config.ptq)
+        method = {"method": "qat", "qat_checkpoint_sha256": qat.checkpoint_sha256, "qat_step": qat.step}
+        ptq = qat.config.ptq
+        if self.quantizer is None:
+            # the converter calibrates the QAT-adapted weights: with this target's default observer,
+            # as its PTQ does (left unresolved, TFLite fell back to the converter's min/max ranges)
+            ptq = self.resolve_config(ptq)
+            method["converter_observer"] = ptq.observer
+        self.validate(precision, ptq)
         self.check()
         ensure_writable_dir(out_dir)
         self.calib_images = calib_images
         say(f"{self.name}: exporting the QAT model (step {qat.step}, {qat.quantizer} scheme)")
-        method = {"method": "qat", "qat_checkpoint_sha256": qat.checkpoint_sha256, "qat_step": qat.step}
         return self._write(model, qat.program, precision, out_dir, qat.config, time.perf_counter(), method,
                            qat.reference)
 

@@ -198,6 +198,8 @@ def test_tflite_from_checkpoint_runs_on_litert(ref_model, unlabelled: Path, ckpt
     assert par["vs_quantized_program"]["sqnr_db"] > 0.0, par
     man = json.loads(Path(rep["manifest"]).read_text())
     assert man["method"] == "qat" and man["delegation"]["non_delegated_ops"] == 0
+    # calibrated as TFLite's PTQ is (percentile ranges), not with the converter's min/max
+    assert man["converter_observer"] == "percentile", man
 
 
 def test_bad_input_fails_clearly(ref_model, reference_weights: Path, unlabelled: Path, ckpts: dict[str, Path],
