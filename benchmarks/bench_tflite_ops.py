@@ -13,7 +13,7 @@ calibration on random data) and times both side by side, batch 1, same threads, 
 from __future__ import annotations
 
 import argparse
-import time
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,24 +86,17 @@ def _convert(kind: str, side: int, channels: int, int8: bool) -> bytes:
     return bytes(conv.convert())
 
 
-def _median_ms(blob: bytes, threads: int, runs: int) -> float:
+def _p50_ms(blob: bytes, path: Path, threads: int, runs: int) -> float:
+    """p50 of the .tflite on edge's LiteRT runtime, timed by edge.harness.latency (as bench_tflite.py)."""
     import numpy as np
 
-    from edge.runtimes.litert import interpreter_class
+    from edge.harness import latency
+    from edge.runtimes import runtime_for
 
-    interpreter, _ = interpreter_class()
-    it = interpreter(model_content=blob, num_threads=threads)
-    it.allocate_tensors()
-    d = it.get_input_details()[0]
-    it.set_tensor(d["index"], np.random.default_rng(1).standard_normal(d["shape"]).astype(np.float32))
-    for _ in range(10):
-        it.invoke()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
+    path.write_bytes(blob)
+    session = runtime_for(path).load(path, threads)
+    x = np.random.default_rng(1).standard_normal(session.inp["shape"]).astype(np.float32)
+    return float(latency(session, x, runs, warmup=10, threads=threads)["p50"])
 
 
 def main() -> int:
@@ -117,8 +110,9 @@ def main() -> int:
     for shape in a.shapes.split(","):
         side, channels = (int(v) for v in shape.split("x"))
         for kind in KINDS:
-            f32 = _median_ms(_convert(kind, side, channels, False), a.threads, a.runs)
-            i8 = _median_ms(_convert(kind, side, channels, True), a.threads, a.runs)
+            with tempfile.TemporaryDirectory() as tmp:
+                f32 = _p50_ms(_convert(kind, side, channels, False), Path(tmp) / "fp32.tflite", a.threads, a.runs)
+                i8 = _p50_ms(_convert(kind, side, channels, True), Path(tmp) / "int8.tflite", a.threads, a.runs)
             print(f"{kind:40}{f'{side}x{side}x{channels}':>12}{f32:10.3f}{i8:10.3f}{f32 / i8:14.2f}x", flush=True)
     return 0
 

@@ -14,19 +14,13 @@ summation order changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 # ops through which a scale factor passes unchanged: f(c*x) = c*f(x) for c > 0
 _HOMOGENEOUS = {"ReduceMean", "GlobalAveragePool", "AveragePool", "MaxPool", "GlobalMaxPool", "Flatten",
                 "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Relu"}
-
-
-@dataclass
-class _Plan:
-    """Weights to scale (initializer name -> factor) so that a tensor scaled by c is consumed right."""
-
-    scale: dict[str, float] = field(default_factory=dict)
+# linear ops whose second input is a weight that can carry a scale factor
+_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
 class _Graph:
@@ -47,32 +41,26 @@ class _Graph:
         """An initializer only this node reads (scaling it changes nothing else)."""
         return name in self.inits and self.uses.get(name, 0) == 1
 
-    def absorb(self, tensor: str, factor: float, plan: _Plan, depth: int = 0) -> bool:
-        """Plan how every consumer of ``tensor`` takes it scaled by 1/factor; False if one cannot."""
+    def absorb(self, tensor: str, factor: float, plan: dict[str, float], depth: int = 0) -> bool:
+        """Plan (initializer name -> factor) how every consumer of ``tensor`` takes it scaled by
+        1/factor; False if one cannot."""
         if tensor in self.outputs or depth > 8 or not self.consumers.get(tensor):
             return False
         for n in self.consumers[tensor]:
             op = n.op_type
-            if op in ("Conv", "ConvTranspose") and n.input[0] == tensor and self.owned_weight(n.input[1]):
-                plan.scale[n.input[1]] = plan.scale.get(n.input[1], 1.0) * factor
-            elif op == "Gemm" and n.input[0] == tensor and self.owned_weight(n.input[1]):
-                plan.scale[n.input[1]] = plan.scale.get(n.input[1], 1.0) * factor
-            elif op == "MatMul" and n.input[0] == tensor and self.owned_weight(n.input[1]):
-                plan.scale[n.input[1]] = plan.scale.get(n.input[1], 1.0) * factor
-            elif op in _HOMOGENEOUS and n.input[0] == tensor:
-                if not self.absorb(n.output[0], factor, plan, depth + 1):
-                    return False
-            elif op == "Mul" and list(n.input).count(tensor) == 1:
+            if op in _WEIGHTED and n.input[0] == tensor and self.owned_weight(n.input[1]):
+                plan[n.input[1]] = plan.get(n.input[1], 1.0) * factor
+            elif (op in _HOMOGENEOUS and n.input[0] == tensor) or (op == "Mul" and list(n.input).count(tensor) == 1):
                 if not self.absorb(n.output[0], factor, plan, depth + 1):
                     return False
             else:
                 return False
         return True
 
-    def apply(self, plan: _Plan) -> None:
+    def apply(self, plan: dict[str, float]) -> None:
         from onnx import numpy_helper
 
-        for name, factor in plan.scale.items():
+        for name, factor in plan.items():
             t = self.inits[name]
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * factor, name))
 
@@ -107,7 +95,7 @@ def rewrite_hard_activations(onnx_model: Any, ops: tuple[str, ...] = ("HardSwish
             shift = [helper.make_node("Add", [x, const(3.0)], [base + "/shift"], name=base + "/shift"),
                      helper.make_node("Clip", [base + "/shift", const(0.0), const(6.0)], [base + "/relu6"],
                                       name=base + "/relu6")]
-            plan = _Plan()
+            plan: dict[str, float] = {}
             if fold_scale and g.absorb(out, 1 / 6, plan):
                 # out := x * relu6(x + 3) is 6 x hard-swish; its consumers' weights carry the 1/6
                 g.apply(plan)
@@ -122,7 +110,7 @@ def rewrite_hard_activations(onnx_model: Any, ops: tuple[str, ...] = ("HardSwish
             attrs = {a.name: a.f for a in n.attribute}
             alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
             shift = helper.make_node("Add", [n.input[0], const(beta / alpha)], [base + "/shift"], name=base + "/shift")
-            plan = _Plan()
+            plan = {}
             if fold_scale and g.absorb(n.output[0], alpha, plan):
                 # the gate := clip(x + beta/alpha, 0, 1/alpha) is 1/alpha x hard-sigmoid; the consumers carry alpha
                 g.apply(plan)

@@ -96,7 +96,7 @@ class TFLiteExporter(Exporter):
         with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
             work = Path(tmp)
             onnx_path = work / "model.onnx"
-            self._to_onnx(model, program, onnx_path)
+            self.to_onnx(model, program, onnx_path)
             rewritten: dict[str, int] = {}
             if precision != "int8" or self.opts["int8_lowering"] == "xnnpack":
                 # fp32/fp16 keep the converter's fused HARD_SWISH, which XNNPACK runs fast in float
@@ -195,7 +195,7 @@ class TFLiteExporter(Exporter):
 
 
     @staticmethod
-    def _to_onnx(model: LoadedModel, program: Any, path: Path) -> None:
+    def to_onnx(model: LoadedModel, program: Any, path: Path) -> None:
         import torch
 
         try:
