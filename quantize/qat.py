@@ -57,7 +57,28 @@ def prepare_qat(module: Any, example: Any, quantizer: str, ptq: PTQConfig) -> An
     module gives the same graph and fake-quant names, which is what lets a checkpoint load."""
     pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "quantization-aware training")
     gm = export_for_quantization(copy.deepcopy(module).train(), example).module()
+    drop_batchnorm_counters(gm)
     return pt2e.prepare_qat_pt2e(gm, make_quantizer(quantizer, ptq, is_qat=True))
+
+
+def drop_batchnorm_counters(gm: Any) -> int:
+    """Remove the train-mode export's in-place ``num_batches_tracked += 1`` of every BatchNorm.
+
+    Why: the counter only matters with ``momentum=None``; left in, a quantizer that annotates
+    every add (Core ML's) puts a fake-quant on the int64 counter, and the converted program
+    mutates buffers, which coremltools refuses ("State model is supported only >= iOS18")."""
+    import torch
+
+    dropped = 0
+    for node in list(gm.graph.nodes):
+        if (node.op == "call_function" and node.target is torch.ops.aten.add_.Tensor and not node.users
+                and node.args[0].op == "get_attr" and str(node.args[0].target).endswith("num_batches_tracked")):
+            gm.graph.erase_node(node)
+            dropped += 1
+    if dropped:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return dropped
 
 
 def set_phase(prepared: Any, step: int, config: QATConfig) -> None:

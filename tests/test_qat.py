@@ -158,10 +158,28 @@ def test_executorch_pte_from_checkpoint_runs(reference_weights: Path, unlabelled
     assert vs_qat["sqnr_db"] > 15.0 and vs_qat["sqnr_db"] > qat_vs_float["sqnr_db"] + 5.0, par
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not working yet: the Core ML QAT checkpoint now loads back (the graph is moved to its saved phase first), "
-    "but coremltools refuses the converted QAT program as a stateful model ('State model is supported only "
-    ">= iOS18'): the QAT graph still mutates a buffer. strict: fails loudly once fixed"))
+@pytest.mark.parametrize("target", ["coreml", "executorch"])
+def test_batchnorm_counters_are_not_quantized(target: str) -> None:
+    """Train-mode BatchNorm (--freeze-bn-after > 0) trains on every target: the export's int64
+    ``num_batches_tracked += 1`` is dropped before the quantizer sees it (Core ML's quantizer
+    put a fake-quant on it, which raised, and its converted program mutated buffers)."""
+    import torch
+
+    from quantize.qat import convert_qat, prepare_qat, set_phase, target_scheme
+
+    model = load_model(ModelSpec(weights="random", input_size=32, num_classes=10))
+    quantizer, ptq = target_scheme(target, model.module, PTQConfig())
+    prepared = prepare_qat(model.module, model.example_input(2), quantizer, ptq)
+    assert not [n for n in prepared.graph.nodes if "num_batches_tracked" in str(n.target)
+                and any(u.target is torch.ops.aten.add_.Tensor for u in n.users)]
+    set_phase(prepared, 0, QATConfig(freeze_bn_after=2, freeze_observers_after=2))
+    with torch.no_grad():
+        out = prepared(torch.randn(4, 3, 32, 32))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    exported = torch.export.export(convert_qat(prepared), (model.example_input(1),), strict=False)
+    assert not exported.run_decompositions({}).graph_signature.buffers_to_mutate
+
+
 def test_coreml_package_from_checkpoint(ref_model, unlabelled: Path, ckpts: dict[str, Path], tmp_path: Path) -> None:
     """Core ML W8A8 from the QAT model: converts, and its spec holds the quantize/dequantize ops
     (predictions need macOS; elsewhere the figures are the QAT program's, labelled simulated)."""
@@ -171,9 +189,11 @@ def test_coreml_package_from_checkpoint(ref_model, unlabelled: Path, ckpts: dict
     inputs = load_inputs(ref_model.spec, str(unlabelled), 8, eval_size=8)
     prog = load_qat_program(ckpts["coreml"], inputs.model, "coreml")
     rep = export_and_verify("coreml", inputs, "int8", tmp_path, qat=prog)
-    ops = rep["spec"]["ops"]
-    assert ops.get("quantize", 0) > 0 and ops.get("dequantize", 0) > 0, ops
     man = json.loads(Path(rep["manifest"]).read_text())
+    ops = man["spec"]["op_counts"]
+    assert ops.get("quantize", 0) > 50 and ops.get("dequantize", 0) > 50, ops
+    int8 = sum(v for k, v in man["spec"]["weights"].items() if k.endswith(":int8"))
+    assert int8 >= 120, man["spec"]["weights"]  # the trained int8 weights, head float as in PTQ
     assert man["method"] == "qat" and man["quantization"]["steps"] == STEPS
     if not rep["parity"]["measured"]:
         assert any("simulated" in n for n in rep["parity"]["notes"])
