@@ -124,7 +124,12 @@ def adapted_float_module(module: Any, prepared: Any) -> Any:
     calibrate int8 themselves, i.e. TFLite)."""
     net = copy.deepcopy(module).eval()
     state = prepared.state_dict()
-    net.load_state_dict({k: state[k] for k in net.state_dict()})
+    own = net.state_dict()
+    # BatchNorm counters are not in the QAT graph (drop_batchnorm_counters): keep the module's
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise EdgeError(f"the QAT model has no {missing[0]} (and {len(missing) - 1} more) for {type(net).__name__}")
+    net.load_state_dict({k: state.get(k, v) for k, v in own.items()})
     return net
 
 
@@ -338,8 +343,11 @@ def restore(blob: dict[str, Any], model: Any) -> tuple[Any, QATConfig, str]:
     # the phase first: moving an exported graph to eval rewrites it (Core ML's graph loses some
     # fake-quant modules), so the state only fits the graph in the phase it was saved in
     set_phase(prepared, int(blob["step"]), config)
+    have = prepared.state_dict()
+    # checkpoints written before drop_batchnorm_counters still hold the counters
+    state = {k: v for k, v in blob["model_state"].items() if k in have or not k.endswith("num_batches_tracked")}
     try:
-        prepared.load_state_dict(blob["model_state"])
+        prepared.load_state_dict(state)
     except RuntimeError as exc:
         raise EdgeError(f"QAT checkpoint state does not fit {model.spec.name}: "
                         f"{str(exc).splitlines()[0]}") from exc
