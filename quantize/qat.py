@@ -61,6 +61,9 @@ def prepare_qat(module: Any, example: Any, quantizer: str, ptq: PTQConfig) -> An
     return pt2e.prepare_qat_pt2e(gm, make_quantizer(quantizer, ptq, is_qat=True))
 
 
+_BN_COUNTER = "num_batches_tracked"  # a BatchNorm buffer the train-mode export increments in place
+
+
 def drop_batchnorm_counters(gm: Any) -> int:
     """Remove the train-mode export's in-place ``num_batches_tracked += 1`` of every BatchNorm.
 
@@ -72,7 +75,7 @@ def drop_batchnorm_counters(gm: Any) -> int:
     dropped = 0
     for node in list(gm.graph.nodes):
         if (node.op == "call_function" and node.target is torch.ops.aten.add_.Tensor and not node.users
-                and node.args[0].op == "get_attr" and str(node.args[0].target).endswith("num_batches_tracked")):
+                and node.args[0].op == "get_attr" and str(node.args[0].target).endswith(_BN_COUNTER)):
             gm.graph.erase_node(node)
             dropped += 1
     if dropped:
@@ -124,12 +127,8 @@ def adapted_float_module(module: Any, prepared: Any) -> Any:
     calibrate int8 themselves, i.e. TFLite)."""
     net = copy.deepcopy(module).eval()
     state = prepared.state_dict()
-    own = net.state_dict()
     # BatchNorm counters are not in the QAT graph (drop_batchnorm_counters): keep the module's
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise EdgeError(f"the QAT model has no {missing[0]} (and {len(missing) - 1} more) for {type(net).__name__}")
-    net.load_state_dict({k: state.get(k, v) for k, v in own.items()})
+    net.load_state_dict({k: v if k.endswith(_BN_COUNTER) else state[k] for k, v in net.state_dict().items()})
     return net
 
 
@@ -345,7 +344,7 @@ def restore(blob: dict[str, Any], model: Any) -> tuple[Any, QATConfig, str]:
     set_phase(prepared, int(blob["step"]), config)
     have = prepared.state_dict()
     # checkpoints written before drop_batchnorm_counters still hold the counters
-    state = {k: v for k, v in blob["model_state"].items() if k in have or not k.endswith("num_batches_tracked")}
+    state = {k: v for k, v in blob["model_state"].items() if k in have or not k.endswith(_BN_COUNTER)}
     try:
         prepared.load_state_dict(state)
     except RuntimeError as exc:
