@@ -65,7 +65,7 @@ def main() -> None:
     from edge.models import ModelSpec
     from edge.pipeline import export_and_verify, load_inputs
     from quantize import PTQConfig, QATConfig
-    from quantize.qat import load_qat_program, run_qat
+    from edge.qat import load_qat_program, run_qat
 
     spec = ModelSpec(weights=str(reference_weights()), input_size=32)
     inputs = load_inputs(spec, f"{CIFAR}::cifar10/train", 256, eval_data=f"{CIFAR}::cifar10/test",

@@ -63,7 +63,8 @@ class Batch:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """edge's cache folder (extracted archives, reference models): $EDGE_CACHE, else ~/.cache/edge."""
     return Path(os.environ.get("EDGE_CACHE", Path.home() / ".cache" / "edge"))
 
 
@@ -71,7 +72,7 @@ def _extract_archive(archive: Path) -> Path:
     """Extract once into the cache (keyed by path, size and mtime), atomically, and reuse."""
     st = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    dest = _cache_root() / "archives" / f"{archive.name}-{key}"
+    dest = cache_root() / "archives" / f"{archive.name}-{key}"
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -211,3 +212,16 @@ def load_batch(
     if not tensors:
         raise EdgeError(f"none of the {len(items)} images could be read ({len(skipped)} unreadable)")
     return Batch(torch.stack(tensors), labels, paths, skipped)
+
+
+def augment(x: Any, gen: Any) -> Any:
+    """Random horizontal flip and reflect-padded shift of an NCHW batch, drawn from ``gen`` (seeded
+    training: fine-tuning and QAT decode images once and augment tensors)."""
+    import torch
+
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    pad = max(1, x.shape[-1] // 8)
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy, dx = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
+    return xp[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.data import ImageSet, load_batch, open_image_set
+from edge.data import ImageSet, augment, cache_root, load_batch, open_image_set
 from edge.errors import EdgeError
 from edge.io import atomic_path
 from edge.models import LoadedModel, ModelSpec, load_model
@@ -35,11 +35,9 @@ class FinetuneConfig:
 def reference_checkpoint(name: str, cfg: FinetuneConfig) -> Path:
     """Where a reference model trained with ``cfg`` is cached (outside any repository)."""
     import hashlib
-    import os
 
     key = hashlib.sha256(repr(cfg).encode()).hexdigest()[:12]
-    root = Path(os.environ.get("EDGE_CACHE", Path.home() / ".cache" / "edge"))
-    return root / "reference" / f"{name}-{key}.safetensors"
+    return cache_root() / "reference" / f"{name}-{key}.safetensors"
 
 
 def _train_set(iset: ImageSet, model: LoadedModel, cfg: FinetuneConfig) -> tuple[Any, Any]:
@@ -53,17 +51,6 @@ def _train_set(iset: ImageSet, model: LoadedModel, cfg: FinetuneConfig) -> tuple
     if (labels < 0).any():
         raise EdgeError("fine-tuning needs labelled images (an ImageFolder tree or a synset-named folder)")
     return batch.images, labels
-
-
-def _augment(x: Any, gen: Any) -> Any:
-    import torch
-
-    flip = torch.rand(x.shape[0], generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    pad = max(1, x.shape[-1] // 8)
-    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy, dx = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
-    return xp[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
 
 
 def finetune(spec: ModelSpec, data: str, out: Path, cfg: FinetuneConfig) -> dict[str, Any]:
@@ -99,7 +86,7 @@ def finetune(spec: ModelSpec, data: str, out: Path, cfg: FinetuneConfig) -> dict
                 perm, pos = torch.randperm(len(images), generator=gen), 0
             idx = perm[pos : pos + cfg.batch_size]
             pos += cfg.batch_size
-            x, y = _augment(images[idx], gen), labels[idx]
+            x, y = augment(images[idx], gen), labels[idx]
             logits = net(x)
             loss = torch.nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from edge._deps import require
 from edge.errors import EdgeError, first_line
+from edge.io import sha256_path
 
 DEFAULT_MODEL = "fbnetv3_b.ra2_in1k"
 MODES = ("classifier", "embeddings", "features")
@@ -82,14 +83,6 @@ class LoadedModel:
             "num_classes": self.num_classes,
             "outputs": self.output_names,
         }
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def state_dict_digest(sd: Mapping[str, Any]) -> str:
@@ -232,7 +225,7 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None) -> LoadedModel:
         except RuntimeError as exc:
             lines = str(exc).strip().splitlines()
             raise EdgeError(f"weights file {path} does not fit {spec.name}: {' '.join(lines[:2])[:300]}") from exc
-        source, sha = f"file:{path}", _sha256_file(path)
+        source, sha = f"file:{path}", sha256_path(path)
 
     num_classes: int | None = int(full.num_classes)
     if spec.mode == "classifier":

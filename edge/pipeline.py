@@ -1,5 +1,6 @@
-"""Shared steps of `edge export` and `edge demo`: load model and images once, then export and verify
-each (target, precision) against the same float outputs on the same held-out images."""
+"""The export job (`edge export`) and the steps it shares with the report: load model and images
+once, then export and verify each (target, precision) against the same float outputs on the same
+held-out images."""
 
 from __future__ import annotations
 
@@ -93,7 +94,14 @@ def export_and_verify(
     from exporters import get_exporter
 
     exporter = get_exporter(target, **(options or {}))
-    result = exporter.export(inputs.model, precision, out, inputs.calib, quant, qat=qat)
+    return build_and_verify(exporter, exporter.recipe(precision, quant, qat), inputs, out, threads, runtime_options)
+
+
+def build_and_verify(exporter: Any, recipe: Any, inputs: Inputs, out: Path, threads: int | None = None,
+                     runtime_options: dict[str, str] | None = None) -> dict[str, Any]:
+    """Build ``recipe`` (exporters.base.Recipe) with ``exporter`` and check the artifact on its runtime."""
+    precision = recipe.precision
+    result = exporter.build(exporter.request(inputs.model, recipe, inputs.calib), out)
     say(f"wrote {result.artifact} ({result.manifest['size_bytes'] / 1e6:.2f} MB) in {result.seconds:.1f} s")
     parity = None
     if inputs.eval_images is not None:
@@ -106,8 +114,76 @@ def export_and_verify(
                   "quantized_program_vs_float": ver.reference_vs_float, "measured": ver.measured, "notes": ver.notes}
     else:
         say("no held-out images (give --calib with more images than --calib-size, or --eval): parity not checked")
-    return {"artifact": str(result.artifact), "manifest": str(result.manifest_path), "target": target,
+    return {"artifact": str(result.artifact), "manifest": str(result.manifest_path), "target": exporter.name,
             "precision": precision, "export_seconds": round(result.seconds, 1),
             "size_bytes": result.manifest["size_bytes"], "delegation": result.manifest.get("delegation"),
             "skipped_images": inputs.skipped, "spec": result.manifest.get("spec"),
             "parity": parity}
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What `edge export <target>` asks for: one artifact, checked on its runtime."""
+
+    spec: ModelSpec
+    target: str
+    precision: str
+    out: Path
+    options: dict[str, str]
+    runtime_options: dict[str, str] | None = None
+    calib: str | None = None
+    calib_size: int = 128
+    eval_data: str | None = None
+    eval_size: int = 32
+    classes: Path | None = None
+    recalibrate_bn: bool = False
+    threads: int | None = None
+    # int8 knobs (PTQ); with ``qat`` they were fixed when training
+    observer: str | None = None
+    percentile: float = 99.99
+    keep_float: tuple[str, ...] = ()
+    int8_head: bool = False
+    qat: Path | None = None  # an `edge qat` checkpoint to export int8 from
+
+
+# the artifact must agree with the QAT model it came from on this share of held-out top-1 (docs/qat.md)
+QAT_DRIFT_AGREEMENT = 0.995
+
+
+def run_export(job: ExportJob) -> dict[str, Any]:
+    """Validate the recipe and the output folder before minutes of work, then export and verify."""
+    from edge.io import ensure_writable_dir
+    from exporters import get_exporter
+    from quantize import PTQConfig
+
+    exporter = get_exporter(job.target, **job.options)
+    quantized = job.precision in exporter.quantized_precisions
+    recipe = None
+    if job.qat is not None:
+        if not quantized:
+            raise EdgeError(f"--qat exports int8; pass --precision {exporter.quantized_precisions[0]}")
+        if job.observer is not None or job.keep_float or job.int8_head:
+            raise EdgeError("--observer/--keep-float/--int8-head are set when training (`edge qat`), not with --qat")
+    else:
+        qcfg = PTQConfig(calib_size=job.calib_size, observer=job.observer, percentile=job.percentile,
+                         keep_float=job.keep_float, float_head=not job.int8_head,
+                         seed=job.spec.seed) if quantized else None
+        recipe = exporter.recipe(job.precision, qcfg)
+    exporter.check()
+    ensure_writable_dir(job.out)  # fail before minutes of work, not after
+    needs_calib = recipe.quantized if recipe is not None else exporter.calibrates_itself
+    inputs = load_inputs(job.spec, job.calib, job.calib_size, job.eval_data, job.eval_size, job.classes,
+                         job.recalibrate_bn, require_calib=needs_calib)
+    if job.qat is not None:
+        from edge.qat import load_qat_program
+
+        recipe = exporter.recipe(job.precision, qat=load_qat_program(job.qat, inputs.model, job.target))
+    assert recipe is not None
+    report = build_and_verify(exporter, recipe, inputs, job.out, job.threads, job.runtime_options)
+    if job.qat is not None:
+        par = report["parity"]
+        vs_qat = par["vs_quantized_program"] if par else None
+        agree = vs_qat["agreement_top1"] if vs_qat else None
+        report["method"] = "qat"
+        report["qat_drift"] = agree is not None and agree < QAT_DRIFT_AGREEMENT
+    return report

@@ -15,7 +15,7 @@ from edge.errors import EdgeError, first_line
 from edge.models import LoadedModel
 from edge.runtimes.coreml import COMPUTE_UNITS
 from exporters import register
-from exporters.base import Converted, Exporter, Option
+from exporters.base import Converted, Exporter, ExportRequest, Option
 from quantize import PTQConfig
 
 DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
@@ -51,6 +51,8 @@ class CoreMLExporter(Exporter):
     suffix = ".mlpackage"
     precisions = ("fp16", "fp32", "w8", "int8")
     quantizer = "coreml"
+    qat_quantizer = "coreml"
+    runtime = "coreml"
     # Measured on the CIFAR-10 reference model (simulated W8A8): percentile 8.1 dB / 60% top-1
     # agreement / top-1 26.6% vs float 26.2%; Core ML's own min/max 3.5 dB / 35% / 23.4%.
     default_observer = "percentile"
@@ -74,15 +76,16 @@ class CoreMLExporter(Exporter):
             raise EdgeError(f"Core ML int8 (W8A8) needs --deployment-target iOS17/macOS14 or newer; "
                             f"{target} has no activation quantization (use --precision w8 for {target})")
 
-    def simulation(self, model: LoadedModel, program: Any, precision: str) -> Any:
+    def simulation(self, request: ExportRequest, program: Any) -> Any:
         """w8: the float module with its conv/linear weights rounded as coremltools rounds them."""
-        return weight_only_int8(program) if precision == "w8" else program
+        return weight_only_int8(program) if request.recipe.precision == "w8" else program
 
-    def convert(self, model: LoadedModel, program: Any, precision: str, dest: Path) -> Converted:
+    def convert(self, request: ExportRequest, program: Any, dest: Path) -> Converted:
         ct = require("coremltools", "exporting to Core ML")
         import numpy as np
         import torch
 
+        model, precision = request.model, request.recipe.precision
         pre = model.preprocessing()
         image_input = self.opts["input_type"] == "image"
         module = _Normalize.wrap(program, pre["mean"], pre["std"]) if image_input else program

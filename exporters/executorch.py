@@ -9,7 +9,7 @@ from typing import Any
 from edge._deps import require
 from edge.models import LoadedModel
 from exporters import register
-from exporters.base import Converted, Exporter
+from exporters.base import Converted, Exporter, ExportRequest
 
 
 def _io_meta(model: LoadedModel, outputs: Any) -> dict[str, Any]:
@@ -66,6 +66,8 @@ class ExecuTorchExporter(Exporter):
     suffix = ".pte"
     precisions = ("fp32", "int8")
     quantizer = "xnnpack"
+    qat_quantizer = "xnnpack"
+    runtime = "executorch"
     # Measured on the CIFAR-10 reference model (float head): percentile 10.2 dB / 82% top-1
     # agreement, histogram 8.9 dB / 63%, minmax 4.7 dB / 47% — a few outliers set the scale otherwise.
     default_observer = "percentile"
@@ -74,10 +76,11 @@ class ExecuTorchExporter(Exporter):
     def check(self) -> None:
         require("executorch.exir", "exporting to ExecuTorch")
 
-    def convert(self, model: LoadedModel, program: Any, precision: str, dest: Path) -> Converted:
+    def convert(self, request: ExportRequest, program: Any, dest: Path) -> Converted:
         import torch
         from executorch.exir import to_edge_transform_and_lower
 
+        model = request.model
         example = model.example_input(1)
         with torch.no_grad():
             ep = torch.export.export(program, (example,), strict=False)

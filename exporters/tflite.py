@@ -19,10 +19,12 @@ one dequantize, the body stays one XNNPACK int8 partition (docs/tflite.md has th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from edge.models import LoadedModel
 from edge.progress import say
 from exporters import register
 from exporters._onnx_rewrites import rewrite_hard_activations
-from exporters.base import Converted, Exporter, Option
+from exporters.base import Converted, Exporter, ExportRequest, Option
 from quantize import PTQConfig
 
 # onnx2tf reads this file from the working directory for its test inference, else downloads it.
@@ -51,14 +53,39 @@ def _working_dir(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
+@dataclass(frozen=True)
+class _Route:
+    """How one TFLite artifact is made, decided once from the precision and the options."""
+
+    rewrite: tuple[str, ...]  # ONNX ops rewritten for XNNPACK (exporters/_onnx_rewrites.py)
+    ours: bool  # int8 quantized here (TFLite's quantizer on onnx2tf's saved model)
+    onnx2tf_int8: bool  # int8 from onnx2tf's own full-integer quantization
+    produced: str | None  # the file onnx2tf writes that becomes the artifact (None: ours)
+
+    @property
+    def converter(self) -> str:
+        return "onnx2tf + TFLite quantizer" if self.ours else "onnx2tf"
+
+
+def _route(precision: str, opts: dict[str, str]) -> _Route:
+    if precision != "int8":  # fp32/fp16 keep the converter's fused HARD_SWISH, which XNNPACK runs fast in float
+        return _Route(("HardSigmoid",), False, False, "model" + _OUTPUT_SUFFIX[precision])
+    if opts["int8_lowering"] == "xnnpack":
+        return _Route(("HardSwish", "HardSigmoid"), True, False, None)
+    name = "model_full_integer_quant.tflite" if opts["io"] == "int8" else "model_integer_quant.tflite"
+    return _Route((), False, True, name)
+
+
 @register
 class TFLiteExporter(Exporter):
     name = "tflite"
     suffix = ".tflite"
     precisions = ("fp32", "fp16", "int8")
-    quantizer = None  # the TFLite converter calibrates on our images itself
+    calibrates_itself = True  # the TFLite converter calibrates on our images itself
+    # XNNPACK's scheme is TFLite's (int8 asymmetric activations, symmetric per-channel weights)
+    qat_quantizer = "xnnpack"
+    runtime = "litert"
     default_observer = "percentile"
-    quant: PTQConfig | None = None  # the resolved int8 config, set by validate()
     versions = ("torch", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert", "timm")
     options = (
         Option("io", "float", ("float", "int8"), "int8 model: float32 or int8 input/output tensors"),
@@ -74,8 +101,6 @@ class TFLiteExporter(Exporter):
 
     def effective_config(self, config: PTQConfig) -> PTQConfig:
         """onnx2tf's own int8 (--int8-lowering onnx2tf) is full-integer with min/max ranges."""
-        import dataclasses
-
         if self.opts["int8_lowering"] == "onnx2tf":
             return dataclasses.replace(config, float_head=False, observer="minmax")
         return config
@@ -87,27 +112,26 @@ class TFLiteExporter(Exporter):
             raise EdgeError("TFLite int8 is calibrated through the TFLite converter (minmax or percentile "
                             "ranges, float head or not): --observer histogram and --keep-float are not "
                             "available for this target")
-        self.quant = quant
 
-    def convert(self, model: LoadedModel, program: Any, precision: str, dest: Path) -> Converted:
+    def convert(self, request: ExportRequest, program: Any, dest: Path) -> Converted:
         import numpy as np
 
+        model, precision = request.model, request.recipe.precision
+        route = _route(precision, request.recipe.options)
         onnx = require("onnx", "exporting to TFLite")
         with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
             work = Path(tmp)
             onnx_path = work / "model.onnx"
             self.to_onnx(model, program, onnx_path)
             rewritten: dict[str, int] = {}
-            if precision != "int8" or self.opts["int8_lowering"] == "xnnpack":
-                # fp32/fp16 keep the converter's fused HARD_SWISH, which XNNPACK runs fast in float
+            if route.rewrite:
                 graph = onnx.load(str(onnx_path))
-                rewritten = rewrite_hard_activations(graph, ("HardSwish", "HardSigmoid") if precision == "int8"
-                                                     else ("HardSigmoid",))
+                rewritten = rewrite_hard_activations(graph, route.rewrite)
                 onnx.save(graph, str(onnx_path))
-            calib = self._calibration_arrays(model, work, precision)
+            calib = _calibration_arrays(model, request.calib_images, work)
             onnx2tf = require("onnx2tf", "exporting to TFLite")
             kwargs: dict[str, Any] = {}
-            if precision == "int8" and self.opts["int8_lowering"] == "onnx2tf":
+            if route.onnx2tf_int8:
                 kwargs = {
                     "output_integer_quantized_tflite": True,
                     "quant_type": "per-channel",
@@ -130,18 +154,14 @@ class TFLiteExporter(Exporter):
                     raise EdgeError(f"onnx2tf could not convert {model.spec.name}: {first_line(exc)}") \
                         from exc
             float_ops: list[str] = []
-            if precision == "int8" and self.opts["int8_lowering"] == "xnnpack":
-                blob, float_ops = self._quantize(model, work / "tf", np.load(calib))
+            if route.produced is None:
+                assert request.recipe.calibration is not None
+                blob, float_ops = self._quantize(model, work / "tf", np.load(calib), request.recipe.calibration)
                 dest.write_bytes(blob)
             else:
-                if precision == "int8":
-                    name = ("model_full_integer_quant.tflite" if self.opts["io"] == "int8"
-                            else "model_integer_quant.tflite")
-                else:
-                    name = "model" + _OUTPUT_SUFFIX[precision]
-                produced = work / "tf" / name
+                produced = work / "tf" / route.produced
                 if not produced.is_file():
-                    raise EdgeError(f"onnx2tf did not write {name}; see its messages above")
+                    raise EdgeError(f"onnx2tf did not write {route.produced}; see its messages above")
                 dest.write_bytes(produced.read_bytes())
         from edge.runtimes.litert import delegation, interpreter_class
 
@@ -159,19 +179,17 @@ class TFLiteExporter(Exporter):
                         for name, d in zip(model.output_names, _match_outputs(model, program, outs), strict=True)],
         }
         return Converted(io=io, extra={"backend": "xnnpack", "delegation": delegation(it),
-                                       "onnx_rewrites": rewritten,
-                                       "converter": "onnx2tf" if precision != "int8" or
-                                       self.opts["int8_lowering"] == "onnx2tf" else "onnx2tf + TFLite quantizer",
+                                       "onnx_rewrites": rewritten, "converter": route.converter,
                                        **({"float_ops": float_ops} if precision == "int8" else {})})
 
-    def _quantize(self, model: LoadedModel, saved_model: Path, calib: Any) -> tuple[bytes, list[str]]:
+    def _quantize(self, model: LoadedModel, saved_model: Path, calib: Any,
+                  quant: PTQConfig) -> tuple[bytes, list[str]]:
         """int8 .tflite from onnx2tf's saved model: calibrate, set percentile ranges, quantize with
         the head denylisted. Returns the file and the op types left float."""
         tf = require("tensorflow", "exporting to TFLite")
         from tensorflow.lite.python import convert as tfl_convert
         from tensorflow.lite.tools import flatbuffer_utils
 
-        quant = self.quant or PTQConfig()
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([x[None]] for x in calib)
@@ -193,7 +211,6 @@ class TFLiteExporter(Exporter):
         codes = [flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) for op in head]
         return bytes(blob), codes
 
-
     @staticmethod
     def to_onnx(model: LoadedModel, program: Any, path: Path) -> None:
         import torch
@@ -204,25 +221,24 @@ class TFLiteExporter(Exporter):
         except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
             raise EdgeError(f"{model.spec.name} could not be exported to ONNX: {first_line(exc)}") from exc
 
-    def _calibration_arrays(self, model: LoadedModel, work: Path, precision: str) -> Path:
-        """onnx2tf's sample file (20 images, 128 px, [0, 1]) and the int8 calibration set (our
-        normalised images, NHWC) — both from the user's calibration images, never a download."""
-        import numpy as np
-        import torch
+def _calibration_arrays(model: LoadedModel, images: Any, work: Path) -> Path:
+    """onnx2tf's sample file (20 images, 128 px, [0, 1]) and the int8 calibration set (our
+    normalised images, NHWC) — both from the user's calibration images, never a download."""
+    import numpy as np
+    import torch
 
-        images = self.calib_images
-        if images is None:  # fp32/fp16: seeded noise around the mean image is enough for onnx2tf's check
-            images = model.example_input(4) * 0.5
-        pre = model.preprocessing()
-        mean = torch.tensor(pre["mean"]).view(1, 3, 1, 1)
-        std = torch.tensor(pre["std"]).view(1, 3, 1, 1)
-        pixels = (images * std + mean).clamp(0, 1)
-        sample = torch.nn.functional.interpolate(pixels, size=(128, 128), mode="bilinear", align_corners=False)
-        idx = torch.arange(20) % sample.shape[0]
-        np.save(work / _SAMPLE_FILE, sample[idx].permute(0, 2, 3, 1).numpy().astype(np.float32))
-        calib = work / "calibration.npy"
-        np.save(calib, images.permute(0, 2, 3, 1).numpy().astype(np.float32))
-        return calib
+    if images is None:  # fp32/fp16: seeded noise around the mean image is enough for onnx2tf's check
+        images = model.example_input(4) * 0.5
+    pre = model.preprocessing()
+    mean = torch.tensor(pre["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(pre["std"]).view(1, 3, 1, 1)
+    pixels = (images * std + mean).clamp(0, 1)
+    sample = torch.nn.functional.interpolate(pixels, size=(128, 128), mode="bilinear", align_corners=False)
+    idx = torch.arange(20) % sample.shape[0]
+    np.save(work / _SAMPLE_FILE, sample[idx].permute(0, 2, 3, 1).numpy().astype(np.float32))
+    calib = work / "calibration.npy"
+    np.save(calib, images.permute(0, 2, 3, 1).numpy().astype(np.float32))
+    return calib
 
 
 def _match_outputs(model: LoadedModel, program: Any, outs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,5 +1,7 @@
 """Quantization recipes: ``quantize(model, example, images, config, quantizer)`` dispatches on the
-config's type, torchao-style. Heavy imports happen inside the handlers."""
+config's type, torchao-style; a new recipe is a config dataclass plus one handler registered here.
+Heavy imports happen inside the handlers. QAT is a training job (edge.qat), not a handler: its
+trained program reaches the exporter as a quantize.qat.QATProgram."""
 
 from __future__ import annotations
 
@@ -27,11 +29,9 @@ def _ptq(module: Any, example: Any, images: Any, config: PTQConfig, quantizer: s
     return quantize_ptq(module, example, images, config, quantizer)
 
 
-@register_handler(QATConfig)
-def _qat(module: Any, example: Any, images: Any, config: QATConfig, quantizer: str) -> Any:
-    from quantize.qat import quantize_qat
-
-    return quantize_qat(module, example, images, config, quantizer)
+def recipes() -> list[str]:
+    """The config types ``quantize()`` handles, by name."""
+    return sorted(t.__name__ for t in _HANDLERS)
 
 
 def quantize(module: Any, example: Any, images: Any, config: Any, quantizer: str) -> Any:
@@ -42,4 +42,4 @@ def quantize(module: Any, example: Any, images: Any, config: Any, quantizer: str
     return handler(module, example, images, config, quantizer)
 
 
-__all__ = ["OBSERVERS", "PTQConfig", "QATConfig", "quantize", "register_handler"]
+__all__ = ["OBSERVERS", "PTQConfig", "QATConfig", "quantize", "recipes", "register_handler"]

@@ -1,5 +1,7 @@
 """Quantization recipes as frozen dataclasses (torchao style): the config says *what*, the
-handler registered for its type (quantize/__init__.py) says *how*. QAT wraps PTQ: same knobs."""
+handler registered for its type (quantize/__init__.py) says *how*. QAT wraps PTQ: same knobs.
+A config checks its own values; how many images a calibration uses is decided where the images
+meet the target (exporters.base.Exporter.request)."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ class PTQConfig:
     """Post-training static INT8: int8 per-channel symmetric weights, int8 activations."""
 
     calib_size: int = 128
-    # activation observer: minmax | histogram | percentile; None = the target's default
-    # (XNNPACK: histogram; Core ML's quantizer: minmax), and the manifest records the one used.
+    # activation observer: minmax | histogram | percentile; None = the exporter's default_observer
+    # (exporters.base.Exporter: percentile, and no target overrides it otherwise), and the manifest
+    # records the one used.
     observer: str | None = None
     percentile: float = 99.99  # used by the percentile observer
     per_channel: bool = True

@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 from edge._deps import require
-from edge.errors import EdgeError
 from edge.progress import bar
 from quantize.config import PTQConfig
 from quantize.quantizers import make_quantizer
@@ -52,24 +51,24 @@ def head_modules(module: Any) -> tuple[str, ...]:
     return tuple(names[body[-1] + 1 :]) if body else ()
 
 
+def subtree_patterns(paths: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """keep_float patterns covering each module path and everything inside it."""
+    return tuple(p for u in paths for p in (u, f"{u}.*"))
+
+
 def float_patterns(module: Any, config: PTQConfig) -> tuple[str, ...]:
     """The keep-float patterns in force: the user's plus, with ``float_head``, the head's."""
-    head = head_modules(module) if config.float_head else ()
-    return config.keep_float + tuple(p for h in head for p in (h, f"{h}.*"))
+    return config.keep_float + subtree_patterns(head_modules(module) if config.float_head else ())
 
 
 def quantize_ptq(module: Any, example: Any, calib_images: Any, config: PTQConfig, quantizer: str) -> Any:
-    """Return the converted (q/dq) GraphModule, ready for the target's lowering."""
+    """Return the converted (q/dq) GraphModule, ready for the target's lowering. Calibrates on
+    every image given (the exporter sized the set)."""
     pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "int8 quantization")
-    if len(calib_images) < config.calib_size:
-        raise EdgeError(
-            f"calibration needs {config.calib_size} images but only {len(calib_images)} could be read"
-        )
     effective = dataclasses.replace(config, keep_float=float_patterns(module, config))
     prepared = pt2e.prepare_pt2e(export_for_quantization(module, example).module(),
                                  make_quantizer(quantizer, effective))
-    images = calib_images[: config.calib_size]
-    calibrate(prepared, images, config.calib_batch)
+    calibrate(prepared, calib_images, config.calib_batch)
     converted = pt2e.convert_pt2e(prepared)
     from torchao.quantization.pt2e import move_exported_model_to_eval
 

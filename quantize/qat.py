@@ -12,6 +12,9 @@ A checkpoint (``torch.save``, read back with ``weights_only=True``) records the 
 float-weights sha256, the target and quantizer, the config and the step, with the fake-quant
 model's and the optimizer's state and the data generator's state, so that a resumed run is the
 same as an uninterrupted one and a checkpoint for another model or target is refused.
+
+This module is the mechanics (the fake-quant model, the training loop, checkpoints); the job
+that picks a target's scheme, decodes images, trains, evaluates and exports is edge.qat.
 """
 
 from __future__ import annotations
@@ -25,30 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from edge._deps import require
+from edge.data import augment
 from edge.errors import EdgeError
-from edge.progress import bar, say
+from edge.progress import bar
 from quantize.config import PTQConfig, QATConfig
-from quantize.ptq import export_for_quantization, float_patterns
+from quantize.ptq import export_for_quantization
 from quantize.quantizers import make_quantizer
 
 FORMAT = "edge.qat/1"
-TARGETS = ("executorch", "coreml", "tflite")
 
 
 # ---------------------------------------------------------------------------- the model to train
-
-
-def target_scheme(target: str, module: Any, ptq: PTQConfig) -> tuple[str, PTQConfig]:
-    """The quantizer QAT uses for ``target`` and the PTQ knobs as that target applies them
-    (TFLite: as its exporter applies them — head float by default, like its PTQ)."""
-    from exporters import get_exporter
-
-    if target not in TARGETS:
-        raise EdgeError(f"QAT supports targets {', '.join(TARGETS)}, not {target!r}")
-    exporter = get_exporter(target)
-    exporter.validate("int8", ptq)
-    eff = exporter.effective_config(ptq)
-    return exporter.quantizer or "xnnpack", dataclasses.replace(eff, keep_float=float_patterns(module, eff))
 
 
 def prepare_qat(module: Any, example: Any, quantizer: str, ptq: PTQConfig) -> Any:
@@ -180,12 +170,6 @@ def lr_at(step: int, config: QATConfig) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
 
 
-def _augment(x: Any, gen: Any) -> Any:
-    from edge.finetune import _augment as flip_and_shift
-
-    return flip_and_shift(x, gen)
-
-
 def distill_loss(student: Any, teacher: Any, labels: Any, config: QATConfig) -> Any:
     """KL(teacher || student) on logits softened by T (times T², Hinton), plus weighted
     cross-entropy on the labelled images when labels are given."""
@@ -232,7 +216,7 @@ def train(
             for group in state.optimizer.param_groups:
                 group["lr"] = lr_at(state.step, config)
             idx = torch.randint(0, len(images), (config.batch_size,), generator=state.generator)
-            x = _augment(images[idx], state.generator)[rank::world]
+            x = augment(images[idx], state.generator)[rank::world]
             y = labels[idx][rank::world] if labels is not None else None
             with torch.no_grad():
                 t_logits = teacher(x)
@@ -256,16 +240,6 @@ def train(
                 on_save(state)
     set_phase(prepared, state.step, config)
     return state
-
-
-def quantize_qat(module: Any, example: Any, images: Any, config: QATConfig, quantizer: str) -> Any:
-    """The ``quantize()`` handler for QATConfig: distil on ``images`` (unlabelled), then convert."""
-    eff = dataclasses.replace(config.ptq, keep_float=float_patterns(module, config.ptq))
-    prepared = prepare_qat(module, example, quantizer, eff)
-    init_ranges(prepared, images, config)
-    state = new_state(prepared, config)
-    train(prepared, module, images, None, config, state)
-    return convert_qat(prepared)
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -334,23 +308,19 @@ def check_checkpoint(blob: dict[str, Any], path: Path, model: Any, target: str |
                         f"({blob['quantizer']} quantizer), not {target}: train one with --target {target}")
 
 
-def restore(blob: dict[str, Any], model: Any) -> tuple[Any, QATConfig, str]:
-    """Rebuild the fake-quant model of a checkpoint and load its trained state."""
-    config = config_from_dict(blob["config"])
-    quantizer, ptq = target_scheme(blob["target"], model.module, config.ptq)
-    prepared = prepare_qat(model.module, model.example_input(2), quantizer, ptq)
+def load_state(prepared: Any, blob: dict[str, Any], model_name: str) -> None:
+    """Load a checkpoint's fake-quant state into ``prepared`` (built by prepare_qat for its model)."""
     # the phase first: moving an exported graph to eval rewrites it (Core ML's graph loses some
     # fake-quant modules), so the state only fits the graph in the phase it was saved in
-    set_phase(prepared, int(blob["step"]), config)
+    set_phase(prepared, int(blob["step"]), config_from_dict(blob["config"]))
     have = prepared.state_dict()
     # checkpoints written before drop_batchnorm_counters still hold the counters
     state = {k: v for k, v in blob["model_state"].items() if k in have or not k.endswith(_BN_COUNTER)}
     try:
         prepared.load_state_dict(state)
     except RuntimeError as exc:
-        raise EdgeError(f"QAT checkpoint state does not fit {model.spec.name}: "
+        raise EdgeError(f"QAT checkpoint state does not fit {model_name}: "
                         f"{str(exc).splitlines()[0]}") from exc
-    return prepared, config, quantizer
 
 
 @dataclass
@@ -364,132 +334,3 @@ class QATProgram:
     quantizer: str
     step: int
     checkpoint_sha256: str
-
-
-def load_qat_program(ckpt: Path, model: Any, target: str | None = None) -> QATProgram:
-    """The exportable program of a QAT checkpoint, checked against ``model`` (and ``target``)."""
-    from edge.io import sha256_path
-
-    blob = read_checkpoint(ckpt)
-    check_checkpoint(blob, ckpt, model, target)
-    prepared, config, quantizer = restore(blob, model)
-    # before convert: convert_pt2e folds BN into the conv weights in place, so the float module
-    # read afterwards would apply BatchNorm twice
-    adapted = adapted_float_module(model.module, prepared) if blob["target"] == "tflite" else None
-    converted = convert_qat(prepared)
-    program = adapted if adapted is not None else converted
-    from exporters import get_exporter
-
-    # recorded as the target applies it (TFLite: head int8 too), as PTQ manifests are
-    applied = dataclasses.replace(config, ptq=get_exporter(blob["target"]).effective_config(config.ptq))
-    return QATProgram(program, converted, applied, blob["target"], quantizer, int(blob["step"]),
-                      sha256_path(ckpt))
-
-
-# ---------------------------------------------------------------------------- the whole job
-
-
-def run_qat(
-    model: Any,
-    target: str,
-    data: str,
-    out: Path,
-    config: QATConfig,
-    resume: bool = False,
-    until: int | None = None,
-    save_every: int = 50,
-    classes: Path | None = None,
-) -> dict[str, Any]:
-    """Train ``model`` for ``target`` on the images in ``data``; checkpoint to ``out``.
-
-    Held-out images (``config.eval_images``, a seeded sample of ``data``) give the fidelity
-    figures at the end: the fake-quant model against float (agreement, SQNR, top-1 if labelled)."""
-    import numpy as np
-    import torch
-
-    from edge.data import load_batch, open_image_set
-    from edge.harness import run_torch
-    from edge.metrics import compare
-
-    rank, _world = distributed()
-    torch.manual_seed(config.ptq.seed)
-    blob = None
-    if resume:
-        blob = read_checkpoint(out)
-        check_checkpoint(blob, out, model, target)
-        saved = config_from_dict(blob["config"])
-        if saved != config:
-            diff = [f"{k}={getattr(saved, k)!r}" for k in dataclasses.asdict(config)
-                    if getattr(saved, k) != getattr(config, k)]
-            raise EdgeError(f"--resume with other settings than {out} was trained with: it has {', '.join(diff)}")
-    elif out.exists():
-        raise EdgeError(f"{out} exists: pass --resume to continue it, or choose another --out")
-    quantizer, ptq = target_scheme(target, model.module, config.ptq)
-    iset = open_image_set(data, classes)
-    if len(iset.items) < config.eval_images + 2:
-        raise EdgeError(f"{data} has {len(iset.items)} image(s); QAT needs more than the "
-                        f"{config.eval_images} held out for evaluation")
-    held, rest = iset.split(config.eval_images, config.ptq.seed)
-    train_items, _ = rest.split(min(config.train_images, len(rest.items)), config.ptq.seed + 1)
-    tb = load_batch(train_items.items, model.transform(), progress="decoding training images")
-    if tb.skipped:
-        say(f"skipped {len(tb.skipped)} unreadable training file(s), e.g. {tb.skipped[0][0].name}")
-    labels = _labels(iset, tb.labels, model, config)
-    say(f"QAT for {target} ({quantizer} quantizer) on {len(tb.images)} images: "
-        + ("distillation + cross-entropy (labelled)" if labels is not None else "distillation (no labels used)"))
-    teacher = model.module.eval()
-    prepared = prepare_qat(model.module, model.example_input(2), quantizer, ptq)
-    state = new_state(prepared, config)
-    if blob is not None:
-        set_phase(prepared, int(blob["step"]), config)  # the graph in the phase it was saved in
-        prepared.load_state_dict(blob["model_state"])
-        state.optimizer.load_state_dict(blob["optimizer_state"])
-        state.generator.set_state(blob["generator_state"])
-        state.step, state.history = int(blob["step"]), list(blob["history"])
-        say(f"resuming {out} at step {state.step} of {config.steps}")
-    else:
-        init_ranges(prepared, tb.images, config)
-
-    def save(st: TrainState) -> None:
-        save_checkpoint(out, model, target, quantizer, config, prepared, st)
-
-    try:
-        train(prepared, teacher, tb.images, labels, config, state, until, save, save_every)
-    except KeyboardInterrupt:
-        if rank == 0 and state.step > 0:
-            save(state)
-            say(f"interrupted: step {state.step} saved to {out}; --resume continues it")
-        raise
-    result: dict[str, Any] = {"checkpoint": str(out), "target": target, "quantizer": quantizer,
-                              "step": state.step, "steps": config.steps, "train_images": len(tb.images),
-                              "labels_used": labels is not None,
-                              "loss_first": state.history[0] if state.history else None,
-                              "loss_last": state.history[-1] if state.history else None}
-    if held.items and rank == 0:
-        eb = load_batch(held.items, model.transform(), progress="loading held-out images")
-        imgs = eb.images.numpy().astype(np.float32)
-        fake = to_inference(copy.deepcopy(prepared))
-        held_labels = eb.labels if iset.labelled else None
-        result["held_out"] = compare(run_torch(teacher, imgs), run_torch(fake, imgs), held_labels, True)
-        set_phase(prepared, state.step, config)
-        h = result["held_out"]
-        say(f"QAT model vs float on {len(imgs)} held-out images: top-1 agreement {h['agreement_top1']:.3f}, "
-            f"SQNR {h['sqnr_db']:.1f} dB")
-    return result
-
-
-def _labels(iset: Any, labels: list[int | None], model: Any, config: QATConfig) -> Any:
-    """Labels for cross-entropy, or None (unlabelled folder, or ce_weight 0). Folder classes
-    that are not the model's classes are an error, not a silent mislabelling."""
-    import torch
-
-    if not iset.labelled or config.ce_weight == 0:
-        return None
-    n = model.num_classes or 0
-    if model.labels and iset.classes and list(iset.classes) != list(model.labels)[: len(iset.classes)]:
-        raise EdgeError(f"the image folder's classes ({', '.join(iset.classes[:3])}, ...) are not the model's "
-                        f"({', '.join(model.labels[:3])}, ...): use --ce-weight 0 to distil without labels")
-    if any(lb is not None and lb >= n for lb in labels):
-        raise EdgeError(f"the image folder has labels beyond the model's {n} classes: use --ce-weight 0 "
-                        "to distil without labels")
-    return torch.tensor([lb if lb is not None else -1 for lb in labels])

@@ -48,7 +48,7 @@ def ckpts(ref_model, unlabelled: Path, tmp_path_factory: pytest.TempPathFactory)
     """One short QAT run per target (torch threads 1: fastest on a busy 2-core machine)."""
     import torch
 
-    from quantize.qat import run_qat
+    from edge.qat import run_qat
 
     out = tmp_path_factory.mktemp("qat")
     threads = torch.get_num_threads()
@@ -81,7 +81,8 @@ def test_distillation_loss_decreases(ref_model, unlabelled: Path) -> None:
     import torch
 
     from edge.data import load_batch, open_image_set
-    from quantize.qat import init_ranges, new_state, prepare_qat, target_scheme, train
+    from edge.qat import target_scheme
+    from quantize.qat import init_ranges, new_state, prepare_qat, train
 
     images = load_batch(open_image_set(unlabelled).items, ref_model.transform()).images[:32]
     cfg = _config(steps=8, freeze_observers_after=0, lr=2e-4, ce_weight=0.0)
@@ -105,7 +106,8 @@ def test_resume_equals_uninterrupted(ref_model, unlabelled: Path, ckpts: dict[st
     """Stop at step 2, resume to 4: the same weights, ranges and optimizer state as 4 in one go."""
     import torch
 
-    from quantize.qat import read_checkpoint, run_qat
+    from edge.qat import run_qat
+    from quantize.qat import read_checkpoint
 
     part = tmp_path / "part.pt"
     threads = torch.get_num_threads()
@@ -165,7 +167,8 @@ def test_batchnorm_counters_are_not_quantized(target: str) -> None:
     put a fake-quant on it, which raised, and its converted program mutated buffers)."""
     import torch
 
-    from quantize.qat import convert_qat, prepare_qat, set_phase, target_scheme
+    from edge.qat import target_scheme
+    from quantize.qat import convert_qat, prepare_qat, set_phase
 
     model = load_model(ModelSpec(weights="random", input_size=32, num_classes=10))
     quantizer, ptq = target_scheme(target, model.module, PTQConfig())
@@ -184,7 +187,7 @@ def test_coreml_package_from_checkpoint(ref_model, unlabelled: Path, ckpts: dict
     """Core ML W8A8 from the QAT model: converts, and its spec holds the quantize/dequantize ops
     (predictions need macOS; elsewhere the figures are the QAT program's, labelled simulated)."""
     from edge.pipeline import export_and_verify, load_inputs
-    from quantize.qat import load_qat_program
+    from edge.qat import load_qat_program
 
     inputs = load_inputs(ref_model.spec, str(unlabelled), 8, eval_size=8)
     prog = load_qat_program(ckpts["coreml"], inputs.model, "coreml")
@@ -204,7 +207,7 @@ def test_tflite_from_checkpoint_runs_on_litert(ref_model, unlabelled: Path, ckpt
     """TFLite int8 from the QAT model (the converter calibrates the QAT-adapted
     float weights): runs on LiteRT and is compared with the QAT fake-quant model."""
     from edge.pipeline import export_and_verify, load_inputs
-    from quantize.qat import load_qat_program
+    from edge.qat import load_qat_program
 
     inputs = load_inputs(ref_model.spec, str(unlabelled), 16, eval_size=16)
     prog = load_qat_program(ckpts["tflite"], inputs.model, "tflite")
@@ -224,7 +227,7 @@ def test_tflite_from_checkpoint_runs_on_litert(ref_model, unlabelled: Path, ckpt
 
 def test_bad_input_fails_clearly(ref_model, reference_weights: Path, unlabelled: Path, ckpts: dict[str, Path],
                                  tmp_path: Path) -> None:
-    from quantize.qat import load_qat_program, run_qat
+    from edge.qat import load_qat_program, run_qat
 
     empty = tmp_path / "empty"
     empty.mkdir()

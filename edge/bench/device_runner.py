@@ -26,7 +26,6 @@ import time
 from typing import Any
 
 SCHEMA = "edge.bench/1"
-TARGETS = {".pte": "executorch", ".tflite": "tflite", ".mlpackage": "coreml"}
 SEED = 0
 
 
@@ -271,7 +270,14 @@ def _load_coreml(path: str, threads: int, manifest: dict[str, Any]) -> tuple[str
     return "coreml", _dist_version("coremltools"), run, spec, load_s
 
 
-LOADERS = {".pte": _load_executorch, ".tflite": _load_tflite, ".mlpackage": _load_coreml}
+# target name -> (artifact suffix, loader), keyed as the exporters' registry is (a test checks that
+# these are exactly its targets and suffixes: this file cannot import it on a device)
+LOADERS = {
+    "executorch": (".pte", _load_executorch),
+    "tflite": (".tflite", _load_tflite),
+    "coreml": (".mlpackage", _load_coreml),
+}
+TARGETS = {suffix: target for target, (suffix, _) in LOADERS.items()}  # suffix -> target
 
 
 def read_manifest(artifact: str) -> dict[str, Any]:
@@ -326,8 +332,8 @@ def bench(args: argparse.Namespace, res: dict[str, Any]) -> dict[str, Any]:
     if not os.path.exists(artifact):
         raise RunnerError(f"artifact {os.path.basename(artifact)} does not exist on the device")
     suffix = os.path.splitext(artifact.rstrip("/"))[1].lower()
-    if suffix not in LOADERS:
-        raise RunnerError(f"unknown artifact type {suffix!r} (known: {', '.join(sorted(LOADERS))})")
+    if suffix not in TARGETS:
+        raise RunnerError(f"unknown artifact type {suffix!r} (known: {', '.join(sorted(TARGETS))})")
     try:
         import numpy as np
     except ImportError as exc:
@@ -341,7 +347,7 @@ def bench(args: argparse.Namespace, res: dict[str, Any]) -> dict[str, Any]:
         raise RunnerError(f"{res['artifact']} does not match its manifest (sha256 {res['artifact_sha256'][:12]}... "
                           f"vs {expected_sha[:12]}...): corrupt or truncated copy")
 
-    runtime, version, run, spec, load_s = LOADERS[suffix](artifact, args.threads, manifest)
+    runtime, version, run, spec, load_s = LOADERS[TARGETS[suffix]][1](artifact, args.threads, manifest)
     res.update(runtime=runtime, runtime_version=version, load_ms=_ms(load_s))
 
     x = make_input(spec)

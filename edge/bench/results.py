@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
+from exporters import targets
 
 SCHEMA = "edge.bench/1"
-TARGETS = ("executorch", "tflite", "coreml")
 # "executor_runner" is ExecuTorch's stock examples/portable/executor_runner run over adb.
 RUNNERS = ("python", "native", "benchmark_model", "minibench", "android_demo", "executor_runner")
 RUNTIMES = ("executorch", "litert", "tflite_runtime", "tensorflow.lite", "coreml")
@@ -38,7 +38,7 @@ def validate_result(r: Any, where: str = "result") -> dict[str, Any]:
         _check(key in r, where, f"missing key {key!r}")
     where = f"{where} ({r.get('artifact')!r} on {(r.get('device') or {}).get('name')!r})"
     _check(isinstance(r["artifact"], str) and bool(r["artifact"]), where, "artifact must be a file name")
-    _check(r["target"] is None or r["target"] in TARGETS, where, f"unknown target {r['target']!r}")
+    _check(r["target"] is None or r["target"] in targets(), where, f"unknown target {r['target']!r}")
     _check(r["runner"] in RUNNERS, where, f"unknown runner {r['runner']!r} (known: {', '.join(RUNNERS)})")
     _check(r["runtime"] is None or r["runtime"] in RUNTIMES, where, f"unknown runtime {r['runtime']!r}")
     for key in ("artifact_sha256", "precision", "runtime_version", "error"):

@@ -8,12 +8,17 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("bench", help="run artifacts on devices (local, ssh://user@host, adb://SERIAL) and time them",
+    from edge.bench.devices import url_forms
+    from exporters import exporter_class, targets
+
+    forms = ", ".join(url_forms())
+    suffixes = ", ".join(exporter_class(t).suffix for t in targets())
+    p = sub.add_parser("bench", help=f"run artifacts on devices ({forms}) and time them",
                        description="Run each artifact (with its manifest beside it) on each device and collect "
                                    "edge.bench/1 results. See docs/bench.md.")
-    p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT", help=".pte, .tflite or .mlpackage")
+    p.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT", help=f"an exported artifact ({suffixes})")
     p.add_argument("--device", action="append", default=[], metavar="URL",
-                   help="local, ssh://user@host[:port] or adb://SERIAL (repeatable; default: local)")
+                   help=f"{forms} (repeatable; default: local)")
     p.add_argument("--devices", type=Path, metavar="FILE",
                    help="devices file: `name url [option=value ...]` per line, or a .json list (docs/bench.md)")
     p.add_argument("--threads", type=int, default=2, help="runtime threads (default: %(default)s)")

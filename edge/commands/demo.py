@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo.add_argument("--out", type=Path, default=DEFAULT_OUT / "demo")
     demo.add_argument("--weights", choices=("auto", "hub", "random"), default="auto",
                       help="auto: hub weights from the local cache, else seeded random; hub: download if needed")
-    demo.add_argument("--targets", type=csv_list, default=("executorch", "tflite", "coreml"))
+    demo.add_argument("--targets", type=csv_list, default=(),
+                      help="comma-separated targets (default: every registered target)")
     demo.add_argument("--threads", type=int, default=2)
     demo.add_argument("--runs", type=int, default=50)
     demo.set_defaults(func=run)

@@ -6,21 +6,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from edge.commands._args import DEFAULT_OUT, add_data_args, add_model_args, add_quant_args, model_spec
 
-# the artifact must agree with the QAT model it came from on this share of held-out top-1 (docs/qat.md)
-QAT_DRIFT_AGREEMENT = 0.995
-
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from exporters import get_exporter, targets
+    from exporters import exporter_class, targets
 
     exp = sub.add_parser("export", help="export a model for one target and check it on its real runtime")
     tsub = exp.add_subparsers(dest="target", required=True)
     for name in targets():
-        ex = get_exporter(name)
+        ex = exporter_class(name)
         tp = tsub.add_parser(name, help=f"{name} ({ex.suffix})")
         tp.add_argument("--precision", choices=ex.precisions, default=ex.precisions[0])
         tg = tp.add_argument_group(f"{name} options")
@@ -41,58 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from edge.formatting import format_parity
-    from edge.io import ensure_writable_dir
-    from edge.pipeline import export_and_verify, load_inputs
-    from exporters import get_exporter
-    from quantize import PTQConfig
+    from edge.pipeline import QAT_DRIFT_AGREEMENT, ExportJob, run_export
 
-    options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
-    runtime_options = {k[3:]: v for k, v in vars(args).items() if k.startswith("rt_")} or None
-    exporter = get_exporter(args.target, **options)
-    quantized = args.precision in exporter.quantized_precisions
-    if args.qat is not None:
-        return _run_qat(args, exporter, options, runtime_options)
-    qcfg = PTQConfig(calib_size=args.calib_size, observer=args.observer, percentile=args.percentile,
-                     keep_float=tuple(args.keep_float), float_head=not args.int8_head,
-                     seed=args.seed) if quantized else None
-    exporter.validate(args.precision, qcfg)
-    exporter.check()
-    ensure_writable_dir(args.out)  # fail before minutes of work, not after
-    inputs = load_inputs(model_spec(args), args.calib, args.calib_size, args.eval_data, args.eval_size,
-                         args.classes, args.recalibrate_bn, require_calib=quantized)
-    report = export_and_verify(args.target, inputs, args.precision, args.out, qcfg, args.threads,
-                               options, runtime_options)
+    job = ExportJob(
+        spec=model_spec(args), target=args.target, precision=args.precision, out=args.out,
+        options={k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")},
+        runtime_options={k[3:]: v for k, v in vars(args).items() if k.startswith("rt_")} or None,
+        calib=args.calib, calib_size=args.calib_size, eval_data=args.eval_data, eval_size=args.eval_size,
+        classes=args.classes, recalibrate_bn=args.recalibrate_bn, threads=args.threads, observer=args.observer,
+        percentile=args.percentile, keep_float=tuple(args.keep_float), int8_head=args.int8_head, qat=args.qat)
+    report = run_export(job)
     print(json.dumps(report, indent=2) if args.json else format_parity(report))
-    return 0
-
-
-def _run_qat(args: argparse.Namespace, exporter: Any, options: dict[str, str],
-             runtime_options: dict[str, str] | None) -> int:
-    """`--qat CKPT`: the int8 artifact comes from the QAT model, which the parity run compares it with."""
-    from edge.errors import EdgeError
-    from edge.formatting import format_parity
-    from edge.io import ensure_writable_dir
-    from edge.pipeline import export_and_verify, load_inputs
-    from quantize.qat import load_qat_program
-
-    if args.precision not in exporter.quantized_precisions:
-        raise EdgeError(f"--qat exports int8; pass --precision {exporter.quantized_precisions[0]}")
-    if args.observer is not None or args.keep_float or args.int8_head:
-        raise EdgeError("--observer/--keep-float/--int8-head are set when training (`edge qat`), not with --qat")
-    exporter.check()
-    ensure_writable_dir(args.out)
-    inputs = load_inputs(model_spec(args), args.calib, args.calib_size, args.eval_data, args.eval_size,
-                         args.classes, args.recalibrate_bn, require_calib=exporter.quantizer is None)
-    program = load_qat_program(args.qat, inputs.model, args.target)
-    report = export_and_verify(args.target, inputs, args.precision, args.out, None, args.threads, options,
-                               runtime_options, qat=program)
-    par = report["parity"]
-    vs_qat = par["vs_quantized_program"] if par else None
-    agree = vs_qat["agreement_top1"] if vs_qat else None
-    report["method"] = "qat"
-    report["qat_drift"] = agree is not None and agree < QAT_DRIFT_AGREEMENT
-    print(json.dumps(report, indent=2) if args.json else format_parity(report))
-    if agree is not None and report["qat_drift"]:
+    if report.get("qat_drift"):
+        agree = report["parity"]["vs_quantized_program"]["agreement_top1"]
         print(f"edge: warning: drift — the artifact agrees with the QAT model it was exported from on only "
               f"{100 * agree:.1f}% of held-out top-1 (expected >= {100 * QAT_DRIFT_AGREEMENT:.1f}%); "
               "see docs/qat.md", file=sys.stderr)

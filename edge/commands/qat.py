@@ -9,13 +9,13 @@ from pathlib import Path
 
 from edge.commands._args import add_model_args, model_spec
 
-TARGETS = ("executorch", "coreml", "tflite")
-
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from edge.qat import qat_targets
+
     p = sub.add_parser("qat", help="quantization-aware training (distillation from float) for one target")
     add_model_args(p)
-    p.add_argument("--target", choices=TARGETS, required=True,
+    p.add_argument("--target", choices=qat_targets(), required=True,
                    help="train with this target's int8 scheme (export it with `edge export TARGET --qat CKPT`)")
     p.add_argument("--data", required=True,
                    help="training images: any folder (labels optional), ImageFolder, or .tar.gz[::SUBDIR]")
@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from edge.models import load_model
     from edge.progress import say
+    from edge.qat import run_qat
     from quantize import PTQConfig, QATConfig
-    from quantize.qat import run_qat
 
     if args.threads:
         import torch

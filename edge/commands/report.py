@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("report", help="accuracy, fidelity and latency of every target vs float, with plots")
     add_model_args(p)
-    p.add_argument("--targets", type=csv_list, default=("executorch", "tflite", "coreml"),
-                   help="comma-separated targets (default: executorch,tflite,coreml)")
+    p.add_argument("--targets", type=csv_list, default=(),
+                   help="comma-separated targets (default: every registered target)")
     p.add_argument("--precisions", type=csv_list, default=("fp32", "int8"),
                    help="comma-separated precisions; each target exports those it offers (default: fp32,int8)")
     g = p.add_argument_group("images")

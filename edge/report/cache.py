@@ -1,10 +1,10 @@
-"""Reuse of artifacts across report runs: an artifact is reused only when the recipe that built it
-(model, weights, target options, precision, quantization config, calibration set, versions) is the
-same and the file on disk is the one that was written (sha256 from its manifest)."""
+"""Reuse of artifacts across report runs: an artifact is reused only when the recipe key that built
+it (exporters.base.ExportRequest.key: model, weights, target options, precision, quantization
+config, calibration set, versions) is the same and the file on disk is the one that was written
+(sha256 from its manifest)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,6 @@ from edge.io import sha256_path, write_json
 from edge.manifest import manifest_path
 
 CACHE_NAME = "report-cache.json"
-
-
-def recipe_key(recipe: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class ArtifactCache:

@@ -19,19 +19,17 @@ from edge.manifest import package_versions
 from edge.models import ModelSpec
 from edge.pipeline import Inputs, load_inputs
 from edge.progress import say
-from edge.report.cache import ArtifactCache, recipe_key
+from edge.report.cache import ArtifactCache
 from edge.report.schema import SCHEMA, add_note, empty_row, finite
 from edge.runtimes import runtime_for
 from quantize.config import PTQConfig
-
-VERSIONS = ("torch", "timm", "executorch", "torchao", "coremltools", "tensorflow", "ai-edge-litert", "onnx2tf")
 
 
 @dataclass(frozen=True)
 class ReportConfig:
     """What to measure. The int8 knobs are the export's (PTQConfig); the rest are the report's."""
 
-    targets: tuple[str, ...] = ("executorch", "tflite", "coreml")
+    targets: tuple[str, ...] = ()  # () = every registered target
     precisions: tuple[str, ...] = ("fp32", "int8")
     quant: PTQConfig = field(default_factory=PTQConfig)
     eval_size: int = 200
@@ -123,33 +121,26 @@ class ReportRun:
     def _artifact(self, exporter: Any, precision: str, quant: PTQConfig | None,
                   subdir: str) -> tuple[Path, dict[str, Any], Any, bool]:
         """Export, or reuse the artifact a previous run built from the same recipe."""
-        model, calib = self.inputs.model, self.inputs.calib
-        quantized = precision in exporter.quantized_precisions
-        qcfg = exporter.resolve_config(quant) if quantized and quant is not None else None
+        model = self.inputs.model
+        request = exporter.request(model, exporter.recipe(precision, quant), self.inputs.calib, self.calib_source)
         dest = self.out / "artifacts" / subdir
         artifact = dest / exporter.filename(model, precision)
-        key = recipe_key({
-            "model": model.describe(), "input": model.input_shape, "target": exporter.name,
-            "precision": precision, "options": exporter.opts,
-            "quant": dataclasses.asdict(qcfg) if qcfg else None,
-            "calib": {"source": self.calib_source, "images": len(calib)} if quantized and calib is not None else None,
-            "versions": package_versions(exporter.versions),
-        })
+        key = request.key()
         manifest = self.cache.reusable(artifact, key) if self.cfg.reuse else None
         if manifest is not None:
             say(f"{exporter.name} {precision}: reusing {artifact} (same recipe)")
-            return artifact, manifest, exporter.reference_program(model, precision, calib, qcfg), True
-        result = exporter.export(model, precision, dest, calib, quant if quantized else None)
+            return artifact, manifest, exporter.reference(request), True
+        result = exporter.build(request, dest)
         self.cache.record(result.artifact, key)
         return result.artifact, result.manifest, result.reference, False
 
     def _qat_artifact(self, exporter: Any, ckpt: Path, subdir: str) -> tuple[Path, dict[str, Any], Any, bool]:
         """Export the QAT model of a checkpoint (always afresh: the checkpoint is the recipe)."""
-        from quantize.qat import load_qat_program
+        from edge.qat import load_qat_program
 
-        prog = load_qat_program(ckpt, self.inputs.model, exporter.name)
-        result = exporter.export(self.inputs.model, "int8", self.out / "artifacts" / subdir, self.inputs.calib,
-                                 qat=prog)
+        recipe = exporter.recipe("int8", qat=load_qat_program(ckpt, self.inputs.model, exporter.name))
+        result = exporter.build(exporter.request(self.inputs.model, recipe, self.inputs.calib),
+                                self.out / "artifacts" / subdir)
         return result.artifact, result.manifest, result.reference, False
 
     def _evaluate(self, row: dict[str, Any], artifact: Path, reference: Any) -> None:
@@ -198,23 +189,27 @@ class ReportRun:
         return {k: lat[k] for k in ("p50", "p90", "min", "runs", "threads")}
 
 
-def _quantizers(targets: tuple[str, ...]) -> dict[str, list[str]]:
-    """Quantizer name -> the targets that use it (TFLite's converter calibrates itself)."""
-    from exporters import get_exporter
-
+def _quantizers(exporters: dict[str, Any]) -> dict[str, list[str]]:
+    """PT2E quantizer name -> the targets that use it (a converter that calibrates itself has none)."""
     out: dict[str, list[str]] = {}
-    for t in targets:
-        exporter = get_exporter(t)
-        if exporter.quantizer is not None and "int8" in exporter.precisions:
+    for t, exporter in exporters.items():
+        if exporter.quantizer is not None and "int8" in exporter.quantized_precisions:
             out.setdefault(exporter.quantizer, []).append(t)
     return out
 
 
+def _versions(exporters: dict[str, Any]) -> tuple[str, ...]:
+    """The packages every target's manifest records, once each."""
+    return tuple(dict.fromkeys(("torch", "timm", *(v for e in exporters.values() for v in e.versions))))
+
+
 def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, cfg: ReportConfig,
                classes: Path | None = None, device_results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    from exporters import get_exporter
+    from exporters import get_exporter, targets
 
     t_start = time.perf_counter()
+    if not cfg.targets:
+        cfg = dataclasses.replace(cfg, targets=tuple(targets()))
     exporters = {t: get_exporter(t) for t in cfg.targets}  # unknown target -> EdgeError now
     unknown = [p for p in cfg.precisions if not any(p in e.precisions for e in exporters.values())]
     if unknown:
@@ -251,7 +246,7 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
     if cfg.sensitivity and "int8" in cfg.precisions and inputs.float_outputs is not None:
         from edge.report.sensitivity import layer_sensitivity
 
-        for quantizer, users in _quantizers(cfg.targets).items():
+        for quantizer, users in _quantizers(exporters).items():
             say(f"[sensitivity] each layer alone quantized by the {quantizer} quantizer ({', '.join(users)})")
             qcfg = exporters[users[0]].resolve_config(cfg.quant)
             sensitivity[quantizer] = {"targets": users, "layers": layer_sensitivity(
@@ -272,7 +267,7 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
                  "calibration": {"path": calib, "images": None if inputs.calib is None else len(inputs.calib)},
                  "skipped_files": inputs.skipped},
         "host": host_facts(),
-        "versions": package_versions(VERSIONS),
+        "versions": package_versions(_versions(exporters)),
         "settings": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup, "batch": 1,
                      "quant": dataclasses.asdict(cfg.quant)},
         "rows": rows,
@@ -285,12 +280,12 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
 
 def _keep_float_rows(run: ReportRun, cfg: ReportConfig, sensitivity: dict[str, Any]) -> list[dict[str, Any]]:
     """The K most sensitive layers of each quantizer kept float: the accuracy/latency trade-off."""
-    from edge.report.sensitivity import float_patterns_for
+    from quantize.ptq import subtree_patterns
 
     rows = []
     for info in sensitivity.values():
         worst = [r["layer"] for r in info["layers"][: cfg.keep_float_k]]
-        q = dataclasses.replace(cfg.quant, keep_float=cfg.quant.keep_float + float_patterns_for(worst))
+        q = dataclasses.replace(cfg.quant, keep_float=cfg.quant.keep_float + subtree_patterns(worst))
         method = f"ptq+float{cfg.keep_float_k}"
         for target in info["targets"]:
             say(f"[{method}] {target} int8 with {', '.join(worst)} kept float")

@@ -37,11 +37,6 @@ def units(module: Any) -> list[str]:
     return [u for u in out if any(True for _ in module.get_submodule(u).parameters())]
 
 
-def float_patterns_for(paths: list[str]) -> tuple[str, ...]:
-    """keep_float patterns covering each module path and everything inside it."""
-    return tuple(p for u in paths for p in (u, f"{u}.*"))
-
-
 def _module_path(node: Any) -> str | None:
     stack = node.meta.get("nn_module_stack") or {}
     return list(stack.values())[-1][0] if stack else None

@@ -31,12 +31,18 @@ def transport(url: str) -> type[Device] | None:
     return _REGISTRY.get(scheme_of(url))
 
 
+def url_forms() -> list[str]:
+    """How each registered transport's URLs are written (local, ssh://user@host[:port], ...)."""
+    _discover()
+    return [cls.url_form for _, cls in sorted(_REGISTRY.items())]
+
+
 def device_for(url: str, name: str | None = None, **options: str) -> Device:
-    """The transport for ``url`` (``local``, ``ssh://…``, ``adb://…``) with its options."""
+    """The transport for ``url`` (one of url_forms()) with its options."""
     cls = transport(url)
     if cls is None:
-        raise EdgeError(f"unknown device {url!r}: use local, ssh://user@host[:port] or adb://SERIAL")
+        raise EdgeError(f"unknown device {url!r}: use {', '.join(url_forms())}")
     return cls(url, name=name, **options)
 
 
-__all__ = ["BenchConfig", "Device", "device_for", "register", "scheme_of", "transport"]
+__all__ = ["BenchConfig", "Device", "device_for", "register", "scheme_of", "transport", "url_forms"]

@@ -39,6 +39,7 @@ _SAFE_TMP = re.compile(r"^/data/local/tmp/edge-bench\.[A-Za-z0-9]+$")
 @register
 class AdbDevice(Device):
     scheme = "adb"
+    url_form = "adb://SERIAL"
     options = ("adb_runner", "adb_runner_path", "python")
 
     def __init__(self, url: str, name: str | None = None, **options: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edge.errors import EdgeError, first_line
+from edge.manifest import manifest_path
 
 RUNNER = Path(__file__).resolve().parents[1] / "device_runner.py"
 RESULT_FILE = "result.json"
@@ -43,15 +44,11 @@ class Proc:
     err: str
 
 
-def manifest_of(artifact: Path) -> Path:
-    return artifact.with_name(artifact.name + ".json")
-
-
 def check_artifact(artifact: Path) -> dict[str, Any]:
     """The artifact and its manifest exist here; returns the manifest."""
     if not artifact.exists():
         raise EdgeError(f"artifact {artifact} does not exist")
-    man = manifest_of(artifact)
+    man = manifest_path(artifact)
     if not man.is_file():
         raise EdgeError(f"{artifact} has no manifest beside it ({man.name}); export it with `edge export`")
     try:
@@ -98,6 +95,7 @@ class Device(ABC):
     """A device reached by URL; subclasses register a scheme in edge.bench.devices."""
 
     scheme: ClassVar[str]
+    url_form: ClassVar[str]  # how a URL of this transport is written, for help and errors
     options: ClassVar[tuple[str, ...]] = ()  # the per-device options this transport takes
     runner_name: str = "python"
 
@@ -158,7 +156,7 @@ class Device(ABC):
             self.remove(remote, cfg)
 
     def files_to_push(self, artifact: Path) -> list[Path]:
-        return [artifact, manifest_of(artifact), RUNNER]
+        return [artifact, manifest_path(artifact), RUNNER]
 
     def run_pushed(self, artifact: Path, manifest: dict[str, Any], remote: str, cfg: BenchConfig) -> dict[str, Any]:
         """Default: the Python runner."""

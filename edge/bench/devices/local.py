@@ -19,6 +19,7 @@ from edge.errors import EdgeError
 @register
 class LocalDevice(Device):
     scheme = "local"
+    url_form = "local"
     options = ("python",)
 
     def __init__(self, url: str, name: str | None = None, **options: str) -> None:

@@ -27,6 +27,7 @@ _UNREACHABLE = ("Connection refused", "Connection timed out", "No route to host"
 @register
 class SshDevice(Device):
     scheme = "ssh"
+    url_form = "ssh://user@host[:port]"
     options = ("python", "identity", "known_hosts")
 
     def __init__(self, url: str, name: str | None = None, **options: str) -> None:
