@@ -64,8 +64,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from edge.models import ModelSpec
     from edge.pipeline import export_and_verify, load_inputs
-    from quantize import PTQConfig, QATConfig
     from edge.qat import load_qat_program, run_qat
+    from quantize import PTQConfig, QATConfig
 
     spec = ModelSpec(weights=str(reference_weights()), input_size=32)
     inputs = load_inputs(spec, f"{CIFAR}::cifar10/train", 256, eval_data=f"{CIFAR}::cifar10/test",

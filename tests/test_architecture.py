@@ -141,3 +141,17 @@ def test_only_jobs_import_both_quantize_and_exporters() -> None:
 def test_standalone_modules_import_nothing_of_the_project() -> None:
     for mod in STANDALONE:
         assert not imports()[mod], f"{mod} imports {sorted(imports()[mod])}"
+
+
+def test_registries_agree() -> None:
+    """The device runner (which cannot import the registry on a device) keys its loaders by the
+    registry's targets and suffixes; each target names a runtime that runs its suffix."""
+    from edge.bench import device_runner
+    from edge.runtimes import runtime_for
+    from exporters import exporter_class, targets
+
+    assert {t: suffix for t, (suffix, _) in device_runner.LOADERS.items()} == \
+        {t: exporter_class(t).suffix for t in targets()}
+    for t in targets():
+        cls = exporter_class(t)
+        assert cls.suffix in type(runtime_for(cls.runtime)).suffixes, t

@@ -278,6 +278,8 @@ LOADERS = {
     "coreml": (".mlpackage", _load_coreml),
 }
 TARGETS = {suffix: target for target, (suffix, _) in LOADERS.items()}  # suffix -> target
+# every "runtime" a result may name: the loaders' (TFLite: whichever interpreter the device has)
+RUNTIMES = ("executorch", "litert", "tflite_runtime", "tensorflow.lite", "coreml")
 
 
 def read_manifest(artifact: str) -> dict[str, Any]:

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge.bench.device_runner import RUNTIMES
 from edge.errors import EdgeError
 from exporters import targets
 
 SCHEMA = "edge.bench/1"
 # "executor_runner" is ExecuTorch's stock examples/portable/executor_runner run over adb.
 RUNNERS = ("python", "native", "benchmark_model", "minibench", "android_demo", "executor_runner")
-RUNTIMES = ("executorch", "litert", "tflite_runtime", "tensorflow.lite", "coreml")
 LATENCY_KEYS = ("p50", "p90", "min", "max", "mean")
 
 _NUM = (int, float)

@@ -70,8 +70,10 @@ def host_facts() -> dict[str, Any]:
 class ReportRun:
     """State shared by the rows of one report: inputs, float outputs, cache, output folder."""
 
-    def __init__(self, inputs: Inputs, out: Path, cfg: ReportConfig, calib_source: str | None) -> None:
+    def __init__(self, inputs: Inputs, out: Path, cfg: ReportConfig, calib_source: str | None,
+                 exporters: dict[str, Any]) -> None:
         self.inputs, self.out, self.cfg, self.calib_source = inputs, out, cfg, calib_source
+        self.exporters = exporters  # one per target, for every row of the report
         self.cache = ArtifactCache(out)
         self.labelled = bool(inputs.eval_labels) and any(lb is not None for lb in inputs.eval_labels or [])
         self.classifier = inputs.model.spec.mode == "classifier"
@@ -98,10 +100,8 @@ class ReportRun:
 
     def artifact_row(self, target: str, precision: str, method: str, quant: PTQConfig | None,
                      subdir: str, qat: Path | None = None) -> dict[str, Any]:
-        from exporters import get_exporter
-
         row = empty_row(target, precision, method)
-        exporter = get_exporter(target)
+        exporter = self.exporters[target]
         try:
             exporter.check()
             if qat is not None:
@@ -198,9 +198,11 @@ def _quantizers(exporters: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def _versions(exporters: dict[str, Any]) -> tuple[str, ...]:
-    """The packages every target's manifest records, once each."""
-    return tuple(dict.fromkeys(("torch", "timm", *(v for e in exporters.values() for v in e.versions))))
+def _versions() -> tuple[str, ...]:
+    """The packages the manifests of every registered target record, once each."""
+    from exporters import exporter_class, targets
+
+    return tuple(dict.fromkeys(("torch", "timm", *(v for t in targets() for v in exporter_class(t).versions))))
 
 
 def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, cfg: ReportConfig,
@@ -228,7 +230,8 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
     if inputs.eval_images is None or len(inputs.eval_images) == 0:
         raise EdgeError("no held-out images to evaluate on: give --data DIR (or --calib with more images "
                         "than --calib-size)")
-    run = ReportRun(inputs, out, cfg, calib)
+    qat_only = {t: get_exporter(t) for _, t in qat_jobs if t not in exporters}  # rows, not sensitivity
+    run = ReportRun(inputs, out, cfg, calib, {**exporters, **qat_only})
     jobs = [(t, p) for t in cfg.targets for p in cfg.precisions if p in exporters[t].precisions]
     skipped = [f"{t} {p}" for t in cfg.targets for p in cfg.precisions if p not in exporters[t].precisions]
     for s in skipped:
@@ -267,7 +270,7 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
                  "calibration": {"path": calib, "images": None if inputs.calib is None else len(inputs.calib)},
                  "skipped_files": inputs.skipped},
         "host": host_facts(),
-        "versions": package_versions(_versions(exporters)),
+        "versions": package_versions(_versions()),
         "settings": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup, "batch": 1,
                      "quant": dataclasses.asdict(cfg.quant)},
         "rows": rows,
