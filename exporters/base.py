@@ -216,8 +216,9 @@ class Exporter(ABC):
         recipe, model = request.recipe, request.model
         if recipe.qat is not None:
             return recipe.qat.program
-        if recipe.calibration is None or self.quantizer is None:
+        if recipe.calibration is None or self.calibrates_itself:
             return model.module
+        assert self.quantizer is not None, f"{self.name}: int8 needs a quantizer or calibrates_itself"
         say(f"{self.name}: quantizing with the {self.quantizer} quantizer on {len(request.calib_images)} images")
         return quantize(model.module, model.example_input(), request.calib_images, recipe.calibration, self.quantizer)
 

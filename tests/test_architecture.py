@@ -155,3 +155,5 @@ def test_registries_agree() -> None:
     for t in targets():
         cls = exporter_class(t)
         assert cls.suffix in type(runtime_for(cls.runtime)).suffixes, t
+        # int8 is made by exactly one of: a PT2E quantizer, the target's own converter
+        assert not cls.quantized_precisions or (cls.quantizer is None) == cls.calibrates_itself, t
