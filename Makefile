@@ -26,8 +26,11 @@ demo: $(STAMP)
 sysdeps:
 	bash scripts/sysdeps.sh
 
+# Set-up first (Debian packages, the aarch64 wheel the cross-build test needs), then the suite on two
+# workers; modules sharing heavy fixtures stay on one worker (xdist_group marks, --dist loadgroup).
 test: $(STAMP) sysdeps
-	$(PY) -m pytest -q tests
+	EDGE_PYTHON=$(PY) bash scripts/build_runner.sh fetch >/dev/null
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25 tests
 
 lint: $(STAMP)
 	bash scripts/lint.sh

@@ -3,7 +3,6 @@ compare with the float model and with the program that was converted (ExecuTorch
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.metrics import compare
+from edge.metrics import compare, latency_summary
 from edge.models import LoadedModel
 from edge.progress import bar
 from edge.runtimes import runtime_for
@@ -61,11 +60,9 @@ def latency(session: Session, example: np.ndarray, runs: int = 50, warmup: int =
             session.run(x)
             times.append((time.perf_counter() - t0) * 1e3)
             pbar.update(1)
-    times.sort()
+    summary = latency_summary(times)
     return {
-        "p50": round(statistics.median(times), 3),
-        "p90": round(times[min(len(times) - 1, int(0.9 * len(times)))], 3),
-        "min": round(times[0], 3),
+        **{k: summary[k] for k in ("p50", "p90", "min")},
         "runs": runs,
         "threads": threads,
         "batch": int(x.shape[0]),

@@ -17,6 +17,15 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
     return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
 
 
+def latency_summary(times_ms: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """p50/p90/min/max/mean of timed runs in ms. One definition for the host harness, the device
+    runner, the native runner and the Android app: percentiles by linear interpolation between
+    closest ranks (numpy's default)."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    return {"p50": round(float(np.percentile(t, 50)), 3), "p90": round(float(np.percentile(t, 90)), 3),
+            "min": round(float(t.min()), 3), "max": round(float(t.max()), 3), "mean": round(float(t.mean()), 3)}
+
+
 def max_abs_diff(ref: np.ndarray, out: np.ndarray) -> float:
     return float(np.max(np.abs(ref.astype(np.float64) - out.astype(np.float64))))
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Build the native ExecuTorch runner (runner/, docs/native_runner.md) against an executorch wheel.
 #
-#   scripts/build_runner.sh [host|aarch64] [BUILD_DIR]
+#   scripts/build_runner.sh [host|aarch64|fetch] [BUILD_DIR]
 #
 # host:    this machine's compiler, the executorch package installed in .venv.
 # aarch64: Debian's aarch64-linux-gnu-g++ (runner/aarch64-linux-gnu.cmake) against the
 #          manylinux_2_28_aarch64 wheel of the same executorch version, downloaded once from PyPI
 #          into ~/.cache/edge/wheels (EDGE_WHEEL_CACHE) and unpacked beside it.
+# fetch:   only that download (set-up: `make test` fetches before the tests, which then run with
+#          EDGE_NO_DOWNLOAD=1 and fail instead of reaching the network).
 # BUILD_DIR defaults to runner/build-<target> in this checkout (git-ignored; a CMake cache names its
 # source folder, so one shared build folder would break a second clone). Builds are incremental:
 # a second call with nothing changed only checks. The last line on stdout is the binary's path; the
@@ -23,7 +25,31 @@ CMAKE="$ROOT/.venv/bin/cmake"
 [ -x "$CMAKE" ] || CMAKE="$(command -v cmake || true)"
 [ -n "$CMAKE" ] || { echo "build_runner: cmake not found (pip install cmake, see requirements.txt)" >&2; exit 2; }
 
+wheel_path() {
+  VERSION="${EXECUTORCH_VERSION:-$("$PY" -c 'from importlib.metadata import version; print(version("executorch"))')}"
+  WHEELS="${EDGE_WHEEL_CACHE:-$CACHE/wheels}"
+  # The wheel's libraries do not depend on the Python version; cp311 is the one pinned here.
+  WHEEL="$WHEELS/executorch-$VERSION-cp311-cp311-manylinux_2_28_aarch64.whl"
+}
+
+fetch_wheel() {
+  wheel_path
+  [ -f "$WHEEL" ] && return 0
+  if [ "${EDGE_NO_DOWNLOAD:-0}" = 1 ]; then
+    echo "build_runner: $WHEEL is missing and EDGE_NO_DOWNLOAD=1: run scripts/build_runner.sh fetch first" >&2
+    exit 2
+  fi
+  echo "build_runner: downloading the executorch $VERSION aarch64 wheel from PyPI into $WHEELS" >&2
+  "$PY" -m pip download -q "executorch==$VERSION" --no-deps --only-binary=:all: \
+    --platform manylinux_2_28_aarch64 --python-version 3.11 -d "$WHEELS" >&2
+}
+
 case "$TARGET" in
+  fetch)
+    fetch_wheel
+    echo "$WHEEL"
+    exit 0
+    ;;
   host)
     # executorch is a namespace package (no __init__.py): its folder is the search location.
     ET_ROOT="$("$PY" -c 'import importlib.util; s = importlib.util.find_spec("executorch"); print(next(iter(s.submodule_search_locations or []), "") if s else "")')"
@@ -33,15 +59,7 @@ case "$TARGET" in
   aarch64)
     command -v aarch64-linux-gnu-g++ >/dev/null || {
       echo "build_runner: aarch64-linux-gnu-g++ not found (Debian package g++-aarch64-linux-gnu)" >&2; exit 2; }
-    VERSION="${EXECUTORCH_VERSION:-$("$PY" -c 'from importlib.metadata import version; print(version("executorch"))')}"
-    WHEELS="${EDGE_WHEEL_CACHE:-$CACHE/wheels}"
-    # The wheel's libraries do not depend on the Python version; cp311 is the one pinned here.
-    WHEEL="$WHEELS/executorch-$VERSION-cp311-cp311-manylinux_2_28_aarch64.whl"
-    if [ ! -f "$WHEEL" ]; then
-      echo "build_runner: downloading the executorch $VERSION aarch64 wheel from PyPI into $WHEELS" >&2
-      "$PY" -m pip download -q "executorch==$VERSION" --no-deps --only-binary=:all: \
-        --platform manylinux_2_28_aarch64 --python-version 3.11 -d "$WHEELS" >&2
-    fi
+    fetch_wheel
     UNPACKED="$WHEELS/executorch-$VERSION-aarch64"
     if [ ! -f "$UNPACKED/.complete" ]; then
       rm -rf "$UNPACKED.tmp"
@@ -61,7 +79,7 @@ PYEOF
     TOOLCHAIN=(-DCMAKE_TOOLCHAIN_FILE="$ROOT/runner/aarch64-linux-gnu.cmake")
     ;;
   *)
-    echo "usage: scripts/build_runner.sh [host|aarch64] [BUILD_DIR]" >&2; exit 2 ;;
+    echo "usage: scripts/build_runner.sh [host|aarch64|fetch] [BUILD_DIR]" >&2; exit 2 ;;
 esac
 
 mkdir -p "$BUILD"

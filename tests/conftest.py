@@ -1,11 +1,21 @@
-"""Shared fixtures. Exports are slow (tens of seconds), so artifacts are session-scoped and built
-at small input sizes; real images come from ../shared/data beside the project root."""
+"""Shared fixtures. Exports are slow (seconds to tens of seconds), so every artifact comes from one
+session-scoped store keyed by its recipe and is built at small input sizes; real images come from
+../shared/data beside the project root, and int8 fidelity is judged on the trained reference there.
+
+Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), session fixtures exist once per
+worker: test modules that share heavy fixtures carry the same ``xdist_group`` mark so they run on
+one worker, and each worker uses one thread for torch and TensorFlow (two workers, two cores).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,9 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT.parent / "shared" / "data").resolve()
 IMAGENET = DATA / "imagenet-sample"
 CIFAR = DATA / "cifar10.tar.gz"
+REFERENCE = DATA / "fbnetv3_b-cifar10-32px.safetensors"
+# ../shared/data/README.md: fbnetv3_b trained on all of cifar10/train (6 epochs, 32 px), 32.2 % top-1
+REFERENCE_SHA256 = "1eda1b532f5c7242146d98f6aef33cd1690ffba1bfc49ff7921dd8a24f9d53b1"
 SMALL = 64  # input side for the fast exports
 
 os.environ.setdefault("EDGE_QUIET", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(var, "1")
 
 
 def require_tool(name: str, package: str) -> str:
@@ -31,9 +48,45 @@ def require_tool(name: str, package: str) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not IMAGENET.is_dir() or not CIFAR.is_file():
-        raise pytest.UsageError(f"the tests read real images from {DATA}; it is missing")
+    missing = [p for p in (IMAGENET, CIFAR, REFERENCE) if not p.exists()]
+    if missing:
+        raise pytest.UsageError(f"the tests read real images and the trained reference from {DATA}; "
+                                f"missing: {', '.join(p.name for p in missing)}")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
 
+        torch.set_num_threads(1)
+
+
+# --- the CLI, in-process ----------------------------------------------------------------------------
+
+class CliResult:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def edge_main(*args: str | Path) -> CliResult:
+    """`edge ARGS…` run in this process (no torch import per call): exit status, stdout, stderr.
+    One subprocess test per command (tests/test_cli.py) covers the real entry point."""
+    from edge.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own usage errors
+            code = int(exc.code or 0)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def assert_one_line_error(res: CliResult, pattern: str) -> None:
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("edge: error:")]
+    assert len(lines) == 1 and pattern in lines[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+
+
+# --- models and images --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def imagenet() -> Path:
@@ -41,39 +94,94 @@ def imagenet() -> Path:
 
 
 @pytest.fixture(scope="session")
-def random_inputs():
-    """fbnetv3_b with seeded random weights at 64 px, BN re-estimated on real images, 16 held out."""
+def reference_weights() -> Path:
+    """The trained CIFAR-10 reference from ../shared/data (sha256 checked): int8 fidelity means
+    nothing on random weights, whose logits amplify any noise."""
+    from edge.io import sha256_path
+
+    digest = sha256_path(REFERENCE)
+    assert digest == REFERENCE_SHA256, f"{REFERENCE} is not the reference its README describes (sha256 {digest})"
+    return REFERENCE
+
+
+def _random_inputs(mode: str, calib: int, eval_size: int):
     from edge.models import ModelSpec
     from edge.pipeline import load_inputs
 
-    spec = ModelSpec(weights="random", input_size=SMALL)
-    return load_inputs(spec, str(IMAGENET), 32, eval_size=16, recalibrate_bn=True)
+    spec = ModelSpec(weights="random", input_size=SMALL, mode=mode)
+    return load_inputs(spec, str(IMAGENET), calib, eval_size=eval_size, recalibrate_bn=True)
+
+
+@pytest.fixture(scope="session")
+def random_inputs():
+    """fbnetv3_b with seeded random weights at 64 px, BN re-estimated on real images, 16 held out
+    (structure and fp32 parity only)."""
+    return _random_inputs("classifier", 32, 16)
+
+
+@pytest.fixture(scope="session")
+def random_embeddings():
+    return _random_inputs("embeddings", 16, 8)
+
+
+@pytest.fixture(scope="session")
+def random_features():
+    return _random_inputs("features", 16, 8)
+
+
+@pytest.fixture(scope="session")
+def tiny_inputs():
+    """timm's own small test network (test_efficientnet: MBConv, SE, SiLU) at 32 px, random weights:
+    for tests of plumbing (runners, transports, CLI) where the model does not matter."""
+    from edge.models import ModelSpec
+    from edge.pipeline import load_inputs
+
+    return load_inputs(ModelSpec(name="test_efficientnet", weights="random", input_size=32), str(IMAGENET), 8,
+                       eval_size=4)
+
+
+@pytest.fixture(scope="session")
+def reference_inputs(reference_weights: Path):
+    """The reference model, 256 calibration images from cifar10/train, 500 held-out cifar10/test images."""
+    from edge.models import ModelSpec
+    from edge.pipeline import load_inputs
+
+    spec = ModelSpec(weights=str(reference_weights), input_size=32)
+    return load_inputs(spec, f"{CIFAR}::cifar10/train", 256, eval_data=f"{CIFAR}::cifar10/test", eval_size=500)
+
+
+# --- one store of exported artifacts --------------------------------------------------------------------
+
+class ArtifactStore:
+    """Each distinct (inputs, target, precision, quantization recipe, options) is exported and
+    verified once per session; every test file asks the store instead of exporting its own copy."""
+
+    def __init__(self, root: Path, request: pytest.FixtureRequest) -> None:
+        self.root, self.request = root, request
+        self._done: dict[str, dict[str, Any]] = {}
+
+    def get(self, inputs: str, target: str, precision: str, quant: Any = None,
+            options: dict[str, str] | None = None) -> dict[str, Any]:
+        """``inputs``: the name of an inputs fixture (random_inputs, reference_inputs, ...)."""
+        from edge.pipeline import export_and_verify
+
+        key = repr((inputs, target, precision, quant, sorted((options or {}).items())))
+        if key not in self._done:
+            out = self.root / hashlib.sha256(key.encode()).hexdigest()[:12]
+            inp = self.request.getfixturevalue(inputs)
+            self._done[key] = {**export_and_verify(target, inp, precision, out, quant, options=options),
+                               "inputs": inp}
+        return dict(self._done[key])
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> ArtifactStore:
+    return ArtifactStore(tmp_path_factory.mktemp("artifacts"), request)
 
 
 @pytest.fixture(scope="session")
 def session_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("artifacts")
-
-
-REFERENCE_STEPS = int(os.environ.get("EDGE_REFERENCE_STEPS", "1000"))
-
-
-@pytest.fixture(scope="session")
-def reference_weights() -> Path:
-    """fbnetv3_b trained on CIFAR-10 at 32 px by `edge finetune`, cached outside the repo.
-
-    Why trained weights: a random-weight fbnetv3_b is chaotic (40 dB of input noise leaves its
-    logits at ~9 dB), so int8 fidelity measured on it says nothing about int8 itself.
-    First use trains it (several minutes on 2 cores); later runs reuse the cached file.
-    """
-    from edge.finetune import FinetuneConfig, finetune, reference_checkpoint
-    from edge.models import ModelSpec
-
-    cfg = FinetuneConfig(epochs=REFERENCE_STEPS * 64 / 40000, max_images=40000, lr=3e-3, seed=0)
-    path = reference_checkpoint("fbnetv3_b-cifar10-32px", cfg)
-    if not path.is_file():
-        finetune(ModelSpec(weights="random", input_size=32), f"{CIFAR}::cifar10/train", path, cfg)
-    return path
+    return tmp_path_factory.mktemp("session")
 
 
 @pytest.fixture(scope="session")

@@ -40,19 +40,16 @@ CFG = BenchConfig(threads=2, runs=3, warmup=1, connect_timeout=5, run_timeout=30
 # --- artifacts (64 px, shared by the whole session) -----------------------------------------------
 
 @pytest.fixture(scope="session")
-def pte(random_inputs, session_out: Path) -> Path:
-    from exporters import get_exporter
-
-    return get_exporter("executorch").export(random_inputs.model, "fp32", session_out / "bench", None, None).artifact
+def pte(artifacts) -> Path:
+    """The runner and transports do not depend on the model: timm's small test net keeps the exports quick."""
+    return Path(artifacts.get("tiny_inputs", "executorch", "fp32")["artifact"])
 
 
 @pytest.fixture(scope="session")
-def tflite(random_inputs, session_out: Path) -> Path:
+def tflite(artifacts) -> Path:
     if not has("onnx2tf") or not has("ai_edge_litert"):
         pytest.skip("the TFLite stack is not installed")
-    from exporters import get_exporter
-
-    return get_exporter("tflite").export(random_inputs.model, "fp32", session_out / "bench", None, None).artifact
+    return Path(artifacts.get("tiny_inputs", "tflite", "fp32")["artifact"])
 
 
 def copy_as(artifact: Path, folder: Path, name: str) -> Path:
@@ -164,7 +161,7 @@ def test_local_pte(pte: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                                                                                "fp32")
     manifest = json.loads(pte.with_name(pte.name + ".json").read_text())
     assert res["artifact_sha256"] == manifest["artifact_sha256"]
-    assert res["output"] == {"shapes": [[1, 1000]], "finite": True, "shape_ok": True}
+    assert res["output"] == {"shapes": [[1, 1000]], "finite": True, "shape_ok": True}  # test_efficientnet: 1000 classes
     lat = res["latency_ms"]
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["max"] and lat["min"] <= lat["mean"] <= lat["max"]
     assert res["load_ms"] > 0 and res["first_run_ms"] > 0 and res["peak_rss_mb"] > 10

@@ -9,31 +9,27 @@ import platform
 from pathlib import Path
 
 import pytest
-from conftest import CIFAR, IMAGENET
+from checks import REFERENCE_PTQ, check_int8_floor
+from conftest import IMAGENET, assert_one_line_error, edge_main
 
 from edge._deps import has
-from edge.models import ModelSpec
-from edge.pipeline import export_and_verify, load_inputs
 
 if not has("coremltools"):  # part of the pinned stack; skipped only where a user left it out
     pytest.skip("coremltools is not installed", allow_module_level=True)
 
 ON_MAC = platform.system() == "Darwin"
+pytestmark = pytest.mark.xdist_group("coreml")
+
+IMAGE_INPUT = {"input_type": "image"}
 
 
 @pytest.fixture(scope="session")
-def coreml_out(session_out: Path) -> Path:
-    return session_out / "coreml"
-
-
-@pytest.fixture(scope="session")
-def float_packages(random_inputs, coreml_out: Path) -> dict[str, dict]:
-    """fp16 and w8 classifiers (64 px), plus fp32 embeddings and fp16 feature maps."""
-    out = {p: export_and_verify("coreml", random_inputs, p, coreml_out) for p in ("fp16", "w8")}
-    for mode, precision in (("embeddings", "fp32"), ("features", "fp16")):
-        inp = load_inputs(ModelSpec(weights="random", input_size=64, mode=mode), str(IMAGENET), 8, eval_size=4)
-        out[mode] = export_and_verify("coreml", inp, precision, coreml_out, options={"input_type": "image"})
-    return out
+def float_packages(artifacts) -> dict[str, dict]:
+    """fp16 and w8 classifiers (64 px), plus fp32 embeddings and fp16 feature maps with image input."""
+    return {"fp16": artifacts.get("random_inputs", "coreml", "fp16"),
+            "w8": artifacts.get("random_inputs", "coreml", "w8"),
+            "embeddings": artifacts.get("random_embeddings", "coreml", "fp32", options=IMAGE_INPUT),
+            "features": artifacts.get("random_features", "coreml", "fp16", options=IMAGE_INPUT)}
 
 
 def _manifest(rep: dict) -> dict:
@@ -94,16 +90,10 @@ def test_off_macos_figures_are_labelled_simulated(float_packages) -> None:
 
 
 @pytest.fixture(scope="session")
-def reference_coreml(reference_weights: Path, coreml_out: Path) -> dict[str, dict]:
+def reference_coreml(artifacts) -> dict[str, dict]:
     """w8 and W8A8 packages of the CIFAR-10 reference model, judged on 500 test images."""
-    spec = ModelSpec(weights=str(reference_weights), input_size=32)
-    inputs = load_inputs(spec, f"{CIFAR}::cifar10/train", 256, eval_data=f"{CIFAR}::cifar10/test", eval_size=500)
-    from quantize import PTQConfig
-
-    return {
-        "w8": export_and_verify("coreml", inputs, "w8", coreml_out / "ref"),
-        "int8": export_and_verify("coreml", inputs, "int8", coreml_out / "ref", PTQConfig(calib_size=256)),
-    }
+    return {"w8": artifacts.get("reference_inputs", "coreml", "w8"),
+            "int8": artifacts.get("reference_inputs", "coreml", "int8", REFERENCE_PTQ)}
 
 
 def test_w8a8_package_has_quantize_ops_and_int8_weights(reference_coreml) -> None:
@@ -117,35 +107,30 @@ def test_w8a8_package_has_quantize_ops_and_int8_weights(reference_coreml) -> Non
     assert man["spec"]["labels"] == [str(i) for i in range(10)]  # the checkpoint carries no class names
 
 
-def test_simulated_fidelity_on_the_reference_model(reference_coreml) -> None:
+def test_w8_simulated_fidelity_is_usable(reference_coreml) -> None:
+    """Weight-only int8 (fp16 compute on a device) on the reference: int8-rounded weights alone
+    must leave a usable model — logits near float, the same top-1 within half a point."""
     w8 = reference_coreml["w8"]["parity"]["vs_float"]
-    assert w8["sqnr_db"] >= 25.0 and abs(w8["top1"] - w8["ref_top1"]) <= 0.01, w8
-    q = reference_coreml["int8"]["parity"]["vs_float"]
-    assert q["top1"] >= q["ref_top1"] - 0.03, q
+    assert w8["sqnr_db"] >= 25.0 and w8["agreement_top1"] >= 0.95, w8
+    assert abs(w8["top1"] - w8["ref_top1"]) <= 0.005, w8
+
+
+def test_w8a8_simulated_fidelity_keeps_the_usable_floor(reference_coreml) -> None:
+    check_int8_floor(reference_coreml["int8"]["parity"]["vs_float"])
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "not reached on the weakly trained reference model (26% top-1, tiny logit margins): w8 measured "
-    "34.3 dB but 98.2% top-1 agreement; W8A8 (percentile observers) 8.1 dB and 60% agreement, with "
-    "top-1 equal to float. strict: fails loudly once met."))
-def test_usable_fidelity_thresholds(reference_coreml) -> None:
-    for precision in ("w8", "int8"):
-        f = reference_coreml[precision]["parity"]["vs_float"]
-        assert f["sqnr_db"] >= 15.0 and f["agreement_top1"] >= 0.99, (precision, f)
-
-
-def _cli(*args: str):
-    from test_executorch import _edge
-
-    return _edge(*args)
+    "not reached yet (issue 13): W8A8 through ExecuTorch's CoreMLQuantizer with percentile observers stays "
+    "below 25 dB / 95 % agreement vs float on the shared reference (simulated). strict: fails loudly once met."))
+def test_w8a8_meets_usable_fidelity_thresholds(reference_coreml) -> None:
+    f = reference_coreml["int8"]["parity"]["vs_float"]
+    assert f["sqnr_db"] >= 25.0 and f["agreement_top1"] >= 0.95 and f["top1"] >= f["ref_top1"] - 0.005, f
 
 
 def test_int8_for_a_deployment_target_without_activation_quantization(tmp_path: Path) -> None:
-    from test_executorch import _assert_one_line_error
-
-    res = _cli("export", "coreml", "--weights", "random", "--input-size", "64", "--precision", "int8",
-               "--deployment-target", "iOS16", "--calib", str(IMAGENET), "--out", str(tmp_path / "o"))
-    _assert_one_line_error(res, "needs --deployment-target iOS17")
+    res = edge_main("export", "coreml", "--weights", "random", "--input-size", "64", "--precision", "int8",
+                    "--deployment-target", "iOS16", "--calib", IMAGENET, "--out", tmp_path / "o")
+    assert_one_line_error(res, "needs --deployment-target iOS17")
     assert not (tmp_path / "o").exists()
 
 

@@ -19,6 +19,8 @@ from conftest import ROOT, require_tool
 
 from edge.runtimes import runtime_for
 
+pytestmark = pytest.mark.xdist_group("executorch")
+
 SCHEMA_KEYS = {"schema", "artifact", "artifact_sha256", "target", "precision", "runner", "runtime",
                "runtime_version", "threads", "warmup", "runs", "load_ms", "first_run_ms", "latency_ms",
                "peak_rss_mb", "output", "device", "ok", "error"}
@@ -36,7 +38,7 @@ def _cmake() -> None:
 
 def _build(target: str) -> Path:
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "build_runner.sh"), target], capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, env={**os.environ, "EDGE_NO_DOWNLOAD": "1"})
     assert proc.returncode == 0, f"build_runner.sh {target} failed:\n{proc.stderr[-3000:]}"
     binary = Path(proc.stdout.strip().splitlines()[-1])
     assert binary.is_file()
@@ -52,7 +54,8 @@ def host_runner() -> Path:
 
 @pytest.fixture(scope="session")
 def aarch64_runner() -> Path:
-    """Cross-built against the aarch64 wheel (downloaded from PyPI into ~/.cache/edge/wheels once)."""
+    """Cross-built against the aarch64 wheel, which set-up (`make test`: scripts/build_runner.sh
+    fetch) downloaded into ~/.cache/edge/wheels: the test itself never reaches the network."""
     _cmake()
     require_tool("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu")
     require_tool("qemu-aarch64", "qemu-user")
@@ -60,34 +63,26 @@ def aarch64_runner() -> Path:
 
 
 @pytest.fixture(scope="session")
-def native_ptes(random_inputs, session_out: Path) -> dict[str, Path]:
-    """fp32 and int8 .pte of fbnetv3_b at 64 px (random weights, BN re-estimated), with manifests.
+def native_ptes(artifacts) -> dict[str, Path]:
+    """fp32 .pte of fbnetv3_b at 64 px (random weights, BN re-estimated) and int8 .pte of the trained
+    reference at 32 px, with manifests: the store's, shared with tests/test_executorch.py."""
+    from checks import REFERENCE_PTQ
 
-    Same model, options and folders as tests/test_executorch.py's exports, so in a full run the
-    files it already wrote (atomically, from the same session fixture) are reused, not exported twice.
-    """
-    from exporters import get_exporter
-    from quantize import PTQConfig
-
-    res = {}
-    for precision, out, quant in (("fp32", session_out, None),
-                                  ("int8", session_out / "int8", PTQConfig(calib_size=32, observer="minmax"))):
-        exporter = get_exporter("executorch")
-        path = out / exporter.filename(random_inputs.model, precision)
-        if not (path.is_file() and Path(f"{path}.json").is_file()):
-            path = Path(exporter.export(random_inputs.model, precision, out, random_inputs.calib, quant).artifact)
-        res[precision] = path
-    return res
+    return {"fp32": Path(artifacts.get("random_inputs", "executorch", "fp32")["artifact"]),
+            "int8": Path(artifacts.get("reference_inputs", "executorch", "int8", REFERENCE_PTQ)["artifact"])}
 
 
 @pytest.fixture(scope="session")
-def image_file(random_inputs, session_out: Path) -> tuple[Path, np.ndarray]:
-    """One real preprocessed held-out image, NCHW float32, as the raw little-endian file the runner reads."""
-    x = np.ascontiguousarray(random_inputs.eval_images[:1], dtype="<f4")
-    path = session_out / "native" / "image.f32"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x.tofile(path)
-    return path, x
+def image_files(random_inputs, reference_inputs, session_out: Path) -> dict[str, tuple[Path, np.ndarray]]:
+    """One real preprocessed held-out image per .pte, NCHW float32, as the raw little-endian file the runner reads."""
+    files = {}
+    for precision, inputs in (("fp32", random_inputs), ("int8", reference_inputs)):
+        x = np.ascontiguousarray(inputs.eval_images[:1], dtype="<f4")
+        path = session_out / "native" / f"image-{precision}.f32"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        x.tofile(path)
+        files[precision] = (path, x)
+    return files
 
 
 def run_native(binary: Path, *args: str | Path, qemu_cpu: str | None = None) -> tuple[int, dict]:
@@ -143,12 +138,12 @@ def test_native_result_describes_the_run(host_runner: Path, native_ptes: dict[st
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_native_outputs_equal_the_python_runtime(host_runner: Path, native_ptes: dict[str, Path], image_file,
+def test_native_outputs_equal_the_python_runtime(host_runner: Path, native_ptes: dict[str, Path], image_files,
                                                  session_out: Path, precision: str) -> None:
     """Same program, same kernels, same real image: the native runner must give what the Python
     ExecuTorch runtime gives (not merely "it ran")."""
     pte = native_ptes[precision]
-    path, x = image_file
+    path, x = image_files[precision]
     out = session_out / "native" / f"host-{precision}.f32"
     rc, res = run_native(host_runner, pte, "--threads", "2", "--runs", "1", "--warmup", "1",
                          "--input-file", path, "--output-file", out)
@@ -194,7 +189,7 @@ def _failure(binary: Path, *args: str | Path) -> str:
 
 
 def test_native_failures_are_reported_as_json(host_runner: Path, native_ptes: dict[str, Path], tmp_path: Path,
-                                              image_file) -> None:
+                                              image_files) -> None:
     corrupt = tmp_path / "corrupt.pte"
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     assert "corrupt.pte is not a loadable ExecuTorch program" in _failure(host_runner, corrupt)
@@ -208,7 +203,7 @@ def test_native_failures_are_reported_as_json(host_runner: Path, native_ptes: di
 
     assert "does not exist" in _failure(host_runner, tmp_path / "missing.pte")
     short = tmp_path / "short.f32"
-    short.write_bytes(image_file[0].read_bytes()[:-4])
+    short.write_bytes(image_files["fp32"][0].read_bytes()[:-4])
     assert "--input-file short.f32 has" in _failure(host_runner, native_ptes["fp32"], "--input-file", short)
     assert "--runs must be at least 1" in _failure(host_runner, native_ptes["fp32"], "--runs", "0")
     rc, res = run_native(host_runner, native_ptes["fp32"], "--no-such-flag")
@@ -262,11 +257,11 @@ def _host_and_arm(aarch64_runner: Path, host_runner: Path, pte: Path, image: Pat
 @pytest.mark.parametrize("cpu", ["cortex-a53", "cortex-a76"])
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_aarch64_runner_under_qemu_matches_x86(aarch64_runner: Path, host_runner: Path,
-                                               native_ptes: dict[str, Path], image_file, session_out: Path,
+                                               native_ptes: dict[str, Path], image_files, session_out: Path,
                                                precision: str, cpu: str) -> None:
     """The aarch64 binary (XNNPACK's ARM kernels, under qemu-user) on the same real image gives the
     x86 output to float tolerance; the result says it was emulated."""
-    host, arm, h, a = _host_and_arm(aarch64_runner, host_runner, native_ptes[precision], image_file[0],
+    host, arm, h, a = _host_and_arm(aarch64_runner, host_runner, native_ptes[precision], image_files[precision][0],
                                     session_out / "native", cpu)
     assert arm["device"]["emulated"] is True and arm["device"]["arch"] == "aarch64"
     assert arm["output"] == host["output"] and arm["runtime_version"] == host["runtime_version"]
@@ -276,16 +271,3 @@ def test_aarch64_runner_under_qemu_matches_x86(aarch64_runner: Path, host_runner
     tol = 1e-3 if precision == "fp32" else 2e-2
     np.testing.assert_allclose(a, h, rtol=0, atol=tol * scale)
     assert int(np.argmax(a)) == int(np.argmax(h))
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "under qemu-user 7.2's default CPU (-cpu max, which exposes SME) the aarch64 int8 .pte gives wrong "
-    "logits (max |diff| 47 against 0.47 logits; argmax differs), while with SME off (max,sme=off), "
-    "cortex-a53/a72/a76, neoverse-n1 and a64fx it equals x86 bit for bit. XNNPACK picks its SME int8 "
-    "GEMM there; whether qemu 7.2's SME emulation or the kernel is wrong is not verifiable without SME "
-    "hardware. strict: this fails loudly once the two agree."))
-def test_aarch64_int8_under_qemu_sme(aarch64_runner: Path, host_runner: Path, native_ptes: dict[str, Path],
-                                     image_file, session_out: Path) -> None:
-    _, _, h, a = _host_and_arm(aarch64_runner, host_runner, native_ptes["int8"], image_file[0],
-                               session_out / "native", "max")
-    np.testing.assert_allclose(a, h, rtol=0, atol=2e-2 * float(np.abs(h).max()))

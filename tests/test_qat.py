@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import CIFAR
+from conftest import CIFAR, edge_main
 
 from edge.errors import EdgeError
 from edge.models import ModelSpec, load_model
 from quantize import PTQConfig, QATConfig
+
+pytestmark = pytest.mark.xdist_group("qat")
 
 STEPS = 4
 
@@ -131,20 +131,13 @@ def test_resume_equals_uninterrupted(ref_model, unlabelled: Path, ckpts: dict[st
     assert torch.equal(a["generator_state"], b["generator_state"])
 
 
-def _edge(*args: str) -> subprocess.CompletedProcess[str]:
-    import os
-
-    env = {**os.environ, "EDGE_QUIET": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, env=env)
-
-
 def test_executorch_pte_from_checkpoint_runs(reference_weights: Path, unlabelled: Path, ckpts: dict[str, Path],
                                              tmp_path: Path) -> None:
     """`edge export executorch --qat CKPT`: the .pte runs on ExecuTorch and is compared with the QAT
     model it came from; the manifest says qat and names the checkpoint."""
     from edge.io import sha256_path
 
-    res = _edge("export", "executorch", "--precision", "int8", "--weights", str(reference_weights),
+    res = edge_main("export", "executorch", "--precision", "int8", "--weights", str(reference_weights),
                 "--input-size", "32", "--qat", str(ckpts["executorch"]), "--calib", str(unlabelled),
                 "--calib-size", "8", "--eval-size", "16", "--out", str(tmp_path), "--json")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -243,13 +236,13 @@ def test_bad_input_fails_clearly(ref_model, reference_weights: Path, unlabelled:
     with pytest.raises(EdgeError, match="not a readable QAT checkpoint"):
         load_qat_program(junk, ref_model)
     # the CLI: one line, exit 2
-    res = _edge("export", "coreml", "--precision", "int8", "--weights", str(reference_weights), "--input-size",
+    res = edge_main("export", "coreml", "--precision", "int8", "--weights", str(reference_weights), "--input-size",
                 "32", "--qat", str(ckpts["executorch"]), "--calib", str(unlabelled), "--out", str(tmp_path))
     assert res.returncode == 2
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("edge: error:")]
     assert len(errors) == 1 and "trained for target executorch" in errors[0], res.stderr[-2000:]
     assert "Traceback" not in res.stderr
-    res = _edge("qat", "--weights", str(reference_weights), "--input-size", "32", "--target", "executorch",
+    res = edge_main("qat", "--weights", str(reference_weights), "--input-size", "32", "--target", "executorch",
                 "--data", str(empty), "--steps", "2", "--out", str(tmp_path / "y.pt"))
     assert res.returncode == 2 and "edge: error: no images found" in res.stderr, res.stderr[-2000:]
 
@@ -258,7 +251,7 @@ def test_report_has_a_qat_row(reference_weights: Path, unlabelled: Path, ckpts: 
                               tmp_path: Path) -> None:
     """`edge report --qat CKPT`: the QAT artifact is a row beside float, measured on its runtime."""
     out = tmp_path / "report"
-    res = _edge("report", "--weights", str(reference_weights), "--input-size", "32", "--calib", str(unlabelled),
+    res = edge_main("report", "--weights", str(reference_weights), "--input-size", "32", "--calib", str(unlabelled),
                 "--calib-size", "16", "--targets", "executorch", "--precisions", "fp32", "--no-sensitivity",
                 "--runs", "2", "--qat", str(ckpts["executorch"]), "--out", str(out))
     assert res.returncode == 0, res.stderr[-2000:]

@@ -164,6 +164,8 @@ def parse_executor_runner(text: str, ctx: RunContext) -> dict[str, Any]:
     latency stays null and the total goes to "extra")."""
     import numpy as np
 
+    from edge.metrics import latency_summary
+
     res = base_result(ctx, "executor_runner", "executorch")
     done = _ET_DONE.search(text)
     if done is None:
@@ -179,8 +181,7 @@ def parse_executor_runner(text: str, ctx: RunContext) -> dict[str, Any]:
         timed = np.asarray([ms for i, ms in iters if i > warm])
         if timed.size:
             res["runs"] = int(timed.size)
-            res["latency_ms"] = {"p50": _r3(np.percentile(timed, 50)), "p90": _r3(np.percentile(timed, 90)),
-                                 "min": _r3(timed.min()), "max": _r3(timed.max()), "mean": _r3(timed.mean())}
+            res["latency_ms"] = latency_summary(timed)
     else:
         res["extra"] = {"executions": int(done.group(1)), "total_ms_all_executions": float(done.group(2))}
     shapes = [[int(s) for s in dims.replace(" ", "").split(",") if s] for _, dims in sorted(

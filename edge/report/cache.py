@@ -17,6 +17,7 @@ CACHE_NAME = "report-cache.json"
 
 class ArtifactCache:
     def __init__(self, out: Path) -> None:
+        self.out = out
         self.path = out / CACHE_NAME
         try:
             self.entries: dict[str, str] = json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -26,7 +27,7 @@ class ArtifactCache:
     def reusable(self, artifact: Path, key: str) -> dict[str, Any] | None:
         """The artifact's manifest when it can be reused as is, else None."""
         mpath = manifest_path(artifact)
-        if self.entries.get(str(artifact.resolve())) != key or not artifact.exists() or not mpath.is_file():
+        if self.entries.get(self._entry(artifact)) != key or not artifact.exists() or not mpath.is_file():
             return None
         try:
             manifest: dict[str, Any] = json.loads(mpath.read_text())
@@ -35,5 +36,11 @@ class ArtifactCache:
         return manifest if manifest.get("artifact_sha256") == sha256_path(artifact) else None
 
     def record(self, artifact: Path, key: str) -> None:
-        self.entries[str(artifact.resolve())] = key
+        self.entries[self._entry(artifact)] = key
         write_json(self.path, self.entries)
+
+    def _entry(self, artifact: Path) -> str:
+        """The artifact's path relative to the report folder, so a copied or moved report folder
+        keeps its cache (absolute outside it)."""
+        path, out = artifact.resolve(), self.out.resolve()
+        return str(path.relative_to(out)) if path.is_relative_to(out) else str(path)

@@ -1,21 +1,34 @@
 """Rows from `edge bench` results (edge.bench/1): latency measured on a device, merged into the
-report beside the host's rows. Accuracy comes from the host row of the same artifact, if any."""
+report beside the host's rows. Accuracy comes from the host row of the same artifact, if any: the
+same bytes (sha256), not the same file name — `ptq` and `ptq+floatK` files share a name."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from edge.manifest import manifest_path
 from edge.report.schema import add_note, empty_row
 
 
+def _artifact_sha256(row: dict[str, Any]) -> str | None:
+    """The sha256 the host row's artifact was written with (its manifest's)."""
+    if not row.get("artifact") or row.get("device"):
+        return None
+    try:
+        return json.loads(manifest_path(Path(row["artifact"])).read_text()).get("artifact_sha256")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def device_rows(results: list[dict[str, Any]], host_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_name = {Path(r["artifact"]).name: r for r in host_rows if r.get("artifact")}
+    by_sha = {sha: r for r in host_rows if (sha := _artifact_sha256(r))}
     rows = []
     for res in results:
         dev = res.get("device") or {}
         row = empty_row(res.get("target") or "unknown", res.get("precision") or "unknown", "device")
-        host = by_name.get(res.get("artifact") or "")
+        host = by_sha.get(res.get("artifact_sha256") or "")
         if host is not None:
             row.update({k: host[k] for k in ("method", "size_bytes", "export_s", "top1", "top5",
                                              "agreement_top1", "kl", "logit_sqnr_db")})
