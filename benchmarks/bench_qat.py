@@ -20,20 +20,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CIFAR = (ROOT.parent / "shared" / "data" / "cifar10.tar.gz").resolve()
-
-
-def reference_weights() -> Path:
-    """The tests' reference model (tests/conftest.py: 1000 steps at 32 px), trained if missing."""
-    from edge.finetune import FinetuneConfig, finetune, reference_checkpoint
-    from edge.models import ModelSpec
-
-    steps = int(os.environ.get("EDGE_REFERENCE_STEPS", "1000"))
-    cfg = FinetuneConfig(epochs=steps * 64 / 40000, max_images=40000, lr=3e-3, seed=0)
-    path = reference_checkpoint("fbnetv3_b-cifar10-32px", cfg)
-    if not path.is_file():
-        finetune(ModelSpec(weights="random", input_size=32), f"{CIFAR}::cifar10/train", path, cfg)
-    return path
 
 
 def row(name: str, par: dict) -> dict:
@@ -65,11 +51,11 @@ def main() -> None:
     from edge.models import ModelSpec
     from edge.pipeline import export_and_verify, load_inputs
     from edge.qat import load_qat_program, run_qat
+    from edge.reference import REFERENCE_INPUT, cifar, reference_weights
     from quantize import PTQConfig, QATConfig
 
-    spec = ModelSpec(weights=str(reference_weights()), input_size=32)
-    inputs = load_inputs(spec, f"{CIFAR}::cifar10/train", 256, eval_data=f"{CIFAR}::cifar10/test",
-                         eval_size=args.eval_size)
+    spec = ModelSpec(weights=str(reference_weights()), input_size=REFERENCE_INPUT)
+    inputs = load_inputs(spec, cifar("train"), 256, eval_data=cifar("test"), eval_size=args.eval_size)
     rows = []
     for target in args.targets.split(","):
         t0 = time.time()
@@ -84,7 +70,7 @@ def main() -> None:
                         train_images=args.train_images, eval_images=64)
         ckpt = args.out / target / "qat.pt"
         ckpt.unlink(missing_ok=True)
-        info = run_qat(inputs.model, target, f"{CIFAR}::cifar10/train", ckpt, cfg, save_every=0)
+        info = run_qat(inputs.model, target, cifar("train"), ckpt, cfg, save_every=0)
         train_s = time.time() - t0
         prog = load_qat_program(ckpt, inputs.model, target)
         qat = export_and_verify(target, inputs, "int8", args.out / target / "qat", qat=prog)

@@ -33,13 +33,12 @@ def export_int8(dest: Path, input_size: int) -> tuple[Path, np.ndarray]:
     """An int8 .pte of the trained CIFAR-10 reference and one real preprocessed test image."""
     from edge.models import ModelSpec
     from edge.pipeline import load_inputs
+    from edge.reference import cifar, reference_weights
     from exporters import get_exporter
     from quantize import PTQConfig
 
-    cifar = ROOT.parent / "shared/data/cifar10.tar.gz"
-    spec = ModelSpec(weights=str(ROOT.parent / "shared/data/fbnetv3_b-cifar10-32px.safetensors"),
-                     input_size=input_size)
-    inputs = load_inputs(spec, f"{cifar}::cifar10/train", 128, eval_data=f"{cifar}::cifar10/test", eval_size=1)
+    spec = ModelSpec(weights=str(reference_weights()), input_size=input_size)
+    inputs = load_inputs(spec, cifar("train"), 128, eval_data=cifar("test"), eval_size=1)
     pte = get_exporter("executorch").export(inputs.model, "int8", dest, inputs.calib, PTQConfig(calib_size=128))
     assert inputs.eval_images is not None
     return pte.artifact, np.ascontiguousarray(inputs.eval_images[:1], dtype="<f4")

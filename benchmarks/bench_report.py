@@ -11,22 +11,11 @@ import argparse
 import time
 from pathlib import Path
 
-from edge.finetune import FinetuneConfig, finetune, reference_checkpoint
 from edge.models import ModelSpec
+from edge.reference import REFERENCE_INPUT, cifar, reference_weights
 from edge.report.render import to_markdown, write_outputs
 from edge.report.run import ReportConfig, run_report
 from quantize import PTQConfig
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10.tar.gz"
-STEPS = 1000  # the reference model of tests/conftest.py
-
-
-def reference_weights() -> Path:
-    cfg = FinetuneConfig(epochs=STEPS * 64 / 40000, max_images=40000, lr=3e-3, seed=0)
-    path = reference_checkpoint("fbnetv3_b-cifar10-32px", cfg)
-    if not path.is_file():
-        finetune(ModelSpec(weights="random", input_size=32), f"{DATA}::cifar10/train", path, cfg)
-    return path
 
 
 def main() -> None:
@@ -35,11 +24,11 @@ def main() -> None:
     ap.add_argument("--eval-size", type=int, default=500)
     ap.add_argument("--no-sensitivity", action="store_true")
     args = ap.parse_args()
-    spec = ModelSpec(weights=str(reference_weights()), input_size=32)
+    spec = ModelSpec(weights=str(reference_weights()), input_size=REFERENCE_INPUT)
     cfg = ReportConfig(quant=PTQConfig(calib_size=128), eval_size=args.eval_size, reuse=False,
                        sensitivity=not args.no_sensitivity)
     t0 = time.perf_counter()
-    report = run_report(spec, f"{DATA}::cifar10/train", f"{DATA}::cifar10/test", args.out, cfg)
+    report = run_report(spec, cifar("train"), cifar("test"), args.out, cfg)
     seconds = time.perf_counter() - t0
     write_outputs(report, args.out)
     print(to_markdown(report))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from edge.errors import EdgeError
 
@@ -16,21 +17,41 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edge",
         description="Export timm models to ExecuTorch, Core ML and TFLite, and measure what int8 costs.",
     )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the libraries' own output (TensorFlow, ExecuTorch, coremltools, torch); "
+                             "by default it goes to edge-<command>.log beside the results")
     register_all(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
+def _log_folder(args: argparse.Namespace) -> Path | None:
+    """Where the run's results went: --out itself when it is a folder, else the folder holding it."""
+    out = getattr(args, "out", None)
+    if out is None:
+        return None
+    out = Path(out)
+    return out if out.is_dir() else out.parent
+
+
 def main(argv: list[str] | None = None) -> int:
+    from edge.progress import console, keep_log
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except EdgeError as exc:
-        print(f"edge: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("edge: interrupted", file=sys.stderr)
-        return 130
+    error: str | None = None
+    code = 0
+    with console(verbose=args.verbose) as log:
+        try:
+            code = int(args.func(args))
+        except EdgeError as exc:
+            error, code = f"edge: error: {exc}", 2
+        except KeyboardInterrupt:
+            error, code = "edge: interrupted", 130
+    kept = keep_log(log, _log_folder(args), f"edge-{args.command}.log")
+    if error is not None:
+        hint = f" (library messages: {kept})" if kept is not None and code != 2 else ""
+        print(error + hint, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -53,8 +53,7 @@ class CoreMLExporter(Exporter):
     quantizer = "coreml"
     qat_quantizer = "coreml"
     runtime = "coreml"
-    # Measured on the CIFAR-10 reference model (simulated W8A8): percentile 8.1 dB / 60% top-1
-    # agreement / top-1 26.6% vs float 26.2%; Core ML's own min/max 3.5 dB / 35% / 23.4%.
+    # percentile rather than Core ML's own min/max ranges: outliers would set the scale (README: the figures)
     default_observer = "percentile"
     versions = ("torch", "coremltools", "executorch", "timm")
     options = (

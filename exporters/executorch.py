@@ -68,8 +68,7 @@ class ExecuTorchExporter(Exporter):
     quantizer = "xnnpack"
     qat_quantizer = "xnnpack"
     runtime = "executorch"
-    # Measured on the CIFAR-10 reference model (float head): percentile 10.2 dB / 82% top-1
-    # agreement, histogram 8.9 dB / 63%, minmax 4.7 dB / 47% — a few outliers set the scale otherwise.
+    # percentile: a few outliers would set the int8 scale of a min/max range (README: the figures)
     default_observer = "percentile"
     versions = ("torch", "executorch", "torchao", "timm")
 

@@ -25,9 +25,9 @@ class PTQConfig:
     per_channel: bool = True
     keep_float: tuple[str, ...] = ()  # module-path patterns (fnmatch) left in float
     # Leave the classifier head (the modules after the last stage: conv_head, act, classifier, ...)
-    # in float. Why: fbnetv3_b's post-pool conv_head + hard-swish has a few channels 100x larger than
-    # the rest; one per-tensor int8 scale zeroes the others, and logit SQNR falls from ~18 dB to
-    # ~2 dB in that one op. It runs on a 1x1 map, so float costs ~1% of the MACs.
+    # in float. Why: fbnetv3_b's post-pool conv_head + hard-swish has a few channels far larger than
+    # the rest; one per-tensor int8 scale zeroes the others, and most of the logit SQNR is lost in
+    # that one op (README). It runs on a 1x1 map, so float costs a small share of the MACs.
     float_head: bool = True
     seed: int = 0
     calib_batch: int = 16

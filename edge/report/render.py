@@ -98,6 +98,52 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _pad_limits(ax: Any, points: list[tuple[float, float, str]]) -> None:
+    """Room around the points for their labels (a flat line of points gets a visible y range)."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    xr, yr = max(xs) - min(xs) or max(xs) or 1.0, max(ys) - min(ys)
+    yr = max(yr, 4.0)  # a few points of accuracy at least, so near-equal rows do not look identical
+    ax.set_xlim(min(xs) - 0.25 * xr, max(xs) + 0.6 * xr)
+    ax.set_ylim(min(ys) - 0.35 * yr, max(ys) + 0.35 * yr)
+
+
+def place_labels(fig: Any, ax: Any, points: list[tuple[float, float, str]]) -> list[Any]:
+    """Annotate each point with its label where the label's box overlaps no other label and no
+    point (greedy over a spiral of offsets, with a leader line when moved away); returns the
+    labels' boxes in display pixels. Why: rows of one model sit close together (fp32 and int8
+    latencies differ little), and labels drawn at a fixed offset pile on one another."""
+    renderer = fig.canvas.get_renderer()
+    marks = [ax.transData.transform((x, y)) for x, y, _ in points]
+    taken: list[Any] = []
+    offsets = [(dx * r, dy * r) for r in (6, 16, 28, 42, 58) for dx, dy in
+               ((1, 0.6), (1, -1.2), (-1, 0.6), (-1, -1.2), (0, 1.4), (0, -2.0), (1.6, 0), (-1.6, 0))]
+    from matplotlib.transforms import Bbox
+
+    for (x, y, text), _ in zip(points, marks, strict=True):
+        chosen = None
+        for dx, dy in offsets:
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                              ha="left" if dx >= 0 else "right", va="center")
+            box = ann.get_window_extent(renderer).expanded(1.05, 1.15)
+            hits_mark = any(box.contains(mx, my) for mx, my in marks)
+            inside = ax.get_window_extent(renderer).contains(box.x0, box.y0) and \
+                ax.get_window_extent(renderer).contains(box.x1, box.y1)
+            if inside and not hits_mark and not any(Bbox.intersection(box, t) is not None for t in taken):
+                chosen = (ann, box, (dx, dy))
+                break
+            ann.remove()
+        if chosen is None:  # no free spot: the last candidate, so the label is still shown
+            dx, dy = offsets[-1]
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8)
+            chosen = (ann, ann.get_window_extent(renderer), (dx, dy))
+        ann, box, (dx, dy) = chosen
+        if abs(dx) > 10 or abs(dy) > 10:  # moved away: a leader line back to its point
+            ax.annotate("", (x, y), textcoords="offset points", xytext=(dx, dy),
+                        arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.6})
+        taken.append(box)
+    return taken
+
+
 def plots(report: dict[str, Any]) -> dict[str, bytes]:
     """name -> PNG bytes: accuracy vs latency, size, per-layer sensitivity."""
     require("matplotlib", "the report's plots")
@@ -110,15 +156,18 @@ def plots(report: dict[str, Any]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     labelled = report["data"]["labelled"] and any(r.get("top1") is not None for r in rows)
     ykey, ylabel = ("top1", "top-1 accuracy (%)") if labelled else ("agreement_top1", "top-1 agreement with float (%)")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     targets = sorted({r["target"] for r in rows})
+    points: list[tuple[float, float, str]] = []
     for i, t in enumerate(targets):
-        pts = [(r["latency_ms"]["p50"], 100 * r[ykey], f"{r['precision']} {r['method']}") for r in rows
+        pts = [(r["latency_ms"]["p50"], 100 * r[ykey], f"{t} {r['precision']} {r['method']}") for r in rows
                if r["target"] == t and r.get("latency_ms") and r.get(ykey) is not None]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=60, label=t, marker="osD^v"[i % 5])
-            for x, y, lab in pts:
-                ax.annotate(lab, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=60, label=t, marker="osD^v"[i % 5], zorder=3)
+            points += pts
+    if points:
+        _pad_limits(ax, points)
+        place_labels(fig, ax, points)
     missing = sorted({f"{r['target']} {r['precision']}" for r in rows if not r.get("latency_ms")})
     ax.set_xlabel("latency p50 (ms, batch 1, this host)")
     ax.set_ylabel(ylabel)
