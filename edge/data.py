@@ -174,6 +174,27 @@ def open_image_set(spec: str | Path, class_list: Path | None = None) -> ImageSet
     return iset
 
 
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+
+def to_rgb(im: Any) -> Any:
+    """An 8-bit RGB copy of a decoded PIL image, upright as its EXIF orientation says.
+
+    Why not ``im.convert("RGB")`` alone: PIL clips 16-bit greyscale (``I;16``, and ``I`` from 16-bit
+    sources) to 255 instead of scaling it, so a 16-bit PNG turns white; and a palette image with
+    transparency warns unless it goes through RGBA."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode in SIXTEEN_BIT_MODES:
+        wide = np.clip(np.asarray(im, dtype=np.int64), 0, 65535)
+        im = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))
+    elif im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    return im.convert("RGB")
+
+
 def load_batch(
     items: Sequence[ImageItem],
     transform: Callable[[Any], Any],
@@ -182,7 +203,8 @@ def load_batch(
 ) -> Batch:
     """Decode and preprocess up to ``limit`` readable images; unreadable ones are skipped and counted.
 
-    Grayscale, palette, RGBA and CMYK images are converted to RGB, as the models expect.
+    Grayscale (8- and 16-bit), palette, RGBA and CMYK images become 8-bit RGB (``to_rgb``), as the
+    models expect.
     """
     import torch
     from PIL import Image, UnidentifiedImageError
@@ -201,7 +223,7 @@ def load_batch(
             try:
                 with Image.open(it.path) as im:
                     im.load()
-                    rgb = im.convert("RGB")
+                    rgb = to_rgb(im)
             except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
                 skipped.append((it.path, f"{type(exc).__name__}: {exc}"))
                 continue
@@ -212,6 +234,13 @@ def load_batch(
     if not tensors:
         raise EdgeError(f"none of the {len(items)} images could be read ({len(skipped)} unreadable)")
     return Batch(torch.stack(tensors), labels, paths, skipped)
+
+
+def skipped_note(kind: str, skipped: Sequence[tuple[Path, str]], shown: int = 10) -> str:
+    """One line naming the unreadable files (the first ``shown`` of them), so they can be found."""
+    names = ", ".join(p.name for p, _ in skipped[:shown])
+    more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"skipped {len(skipped)} unreadable {kind} file(s): {names}{more}"
 
 
 def augment(x: Any, gen: Any) -> Any:

@@ -16,8 +16,9 @@ from typing import Any
 from edge.data import ImageSet, augment, cache_root, load_batch, open_image_set
 from edge.errors import EdgeError
 from edge.io import atomic_path
-from edge.models import LoadedModel, ModelSpec, load_model
+from edge.models import LoadedModel, ModelSpec, check_spec, load_model
 from edge.progress import bar, say
+from edge.validate import at_least, image_args, output_file, positive
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class FinetuneConfig:
     max_images: int | None = None  # train on a seeded subset (None = all)
     seed: int = 0
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        positive("--epochs", self.epochs)
+        at_least("--batch-size", self.batch_size, 1)
+        positive("--lr", self.lr)
+        at_least("--max-images", self.max_images, 1)
+        at_least("--threads", self.threads, 1)
 
 
 def reference_checkpoint(name: str, cfg: FinetuneConfig) -> Path:
@@ -55,6 +63,9 @@ def _train_set(iset: ImageSet, model: LoadedModel, cfg: FinetuneConfig) -> tuple
 
 def finetune(spec: ModelSpec, data: str, out: Path, cfg: FinetuneConfig) -> dict[str, Any]:
     """Train ``spec`` on ``data``; write a safetensors checkpoint to ``out`` atomically."""
+    check_spec(spec)  # before torch is imported, and the checkpoint path before training
+    image_args({"--data": data}, None)
+    output_file(out, "checkpoint file")
     import torch
     from safetensors.torch import save_file
 

@@ -6,15 +6,22 @@ same deployment metadata (input size, mean/std, interpolation, crop) that timm k
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from edge._deps import require
 from edge.errors import EdgeError, first_line
 from edge.io import sha256_path
+from edge.validate import did_you_mean, input_file
 
 DEFAULT_MODEL = "fbnetv3_b.ra2_in1k"
 MODES = ("classifier", "embeddings", "features")
@@ -32,6 +39,48 @@ class ModelSpec:
     seed: int = 0
     input_size: int | None = None  # square side; None = timm's default for the model
 
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise EdgeError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise EdgeError(f"--num-classes must be at least 1, got {self.num_classes} "
+                            "(--mode embeddings gives the pooled features without a classifier)")
+        if self.input_size is not None and self.input_size < 1:
+            raise EdgeError(f"--input-size must be at least 1, got {self.input_size}")
+
+
+# `@register_model` entry points and `register_model_deprecations(__name__, {...})` keys in timm's
+# sources: the names `timm.list_models()` gives (tests/test_models.py checks it), without importing
+# timm and torch, so a mistyped name fails at once.
+_REGISTERED = re.compile(r"^@register_model\s*\n(?:@.*\n)*def\s+(\w+)", re.M)
+_DEPRECATED = re.compile(r"register_model_deprecations\(\s*__name__\s*,\s*\{(.*?)\}\s*\)", re.S)
+_KEY = re.compile(r"['\"](\w+)['\"]\s*:")
+
+
+@functools.cache
+def timm_model_names() -> frozenset[str]:
+    """Every architecture timm registers, read from its installed sources (empty: timm missing)."""
+    spec = find_spec("timm")
+    if spec is None or spec.origin is None:
+        return frozenset()
+    names: set[str] = set()
+    for path in (Path(spec.origin).parent / "models").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if "register_model" in text:
+            names.update(_REGISTERED.findall(text))
+            for block in _DEPRECATED.findall(text):
+                names.update(_KEY.findall(block))
+    return frozenset(names)
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """The model name and the weights source, checked without importing torch or timm."""
+    names = timm_model_names()
+    arch = spec.name.split(".")[0]
+    if names and arch not in names:
+        raise EdgeError(f"unknown timm model {spec.name!r}{did_you_mean(arch, names)} (see `timm.list_models()`)")
+    if spec.weights not in WEIGHT_SOURCES:
+        input_file(spec.weights, "weights file")
 
 @dataclass
 class LoadedModel:
@@ -46,6 +95,9 @@ class LoadedModel:
     num_classes: int | None
     labels: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    # the classes' identifiers, which a labelled folder's class names are (ImageNet: synsets, while
+    # ``labels`` holds their descriptions)
+    class_ids: list[str] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -99,8 +151,7 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     """safetensors, or a torch file loaded with weights_only=True: never arbitrary pickle."""
     import torch
 
-    if not path.is_file():
-        raise EdgeError(f"weights file {path} does not exist")
+    input_file(path, "weights file")
     if path.suffix == ".safetensors":
         st = require("safetensors.torch", "reading .safetensors weights")
         from safetensors import SafetensorError
@@ -157,15 +208,37 @@ def cached_hub_file(timm: Any, name: str) -> Path | None:
     return None
 
 
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub (or the HTTPS proxy in front of it) accepts a connection.
+
+    Why: offline, the hub client retries for about a minute before it gives up; HF_HUB_OFFLINE or a
+    failed short connect says the same at once."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlsplit(proxy or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    if not url.hostname:
+        return True  # a form we cannot probe: let the client try
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def _load_hub(timm: Any, name: str, num_classes: int | None, offline: bool) -> Any:
-    """Pretrained weights: from the local cache when there (no network), else, unless ``offline``,
-    through timm's own hub download."""
+    """Pretrained weights: from the local cache when there (no network), else, unless ``offline``
+    or the hub is unreachable, through timm's own hub download."""
     kw: dict[str, Any] = {"num_classes": num_classes} if num_classes is not None else {}
     cached = cached_hub_file(timm, name)
     if cached is not None:
         kw["pretrained_cfg_overlay"] = {"file": str(cached)}
     elif offline:
         raise EdgeError(f"no pretrained weights for {name} in the local hub cache")
+    elif not hub_reachable():
+        raise EdgeError(f"hub weights for {name} are not in the local cache and the hub is unreachable; "
+                        "give a weights file (--weights FILE) or --weights random")
     try:
         return _create(timm, name, pretrained=True, **kw)
     except (OSError, ValueError, RuntimeError) as exc:
@@ -180,15 +253,18 @@ def _imagenet_labels(timm: Any, n: int) -> list[str] | None:
     return [info.index_to_description(i) for i in range(n)]
 
 
+def _imagenet_synsets(timm: Any, n: int | None) -> list[str] | None:
+    return list(timm.data.ImageNetInfo().label_names()) if n == 1000 else None
+
+
 def load_model(spec: ModelSpec, labels: list[str] | None = None) -> LoadedModel:
     """Build the model for ``spec``; weights from the hub, a local file, or seeded random init."""
     torch = require("torch", "loading a model")
     timm = require("timm", "loading a model")
-    if spec.mode not in MODES:
-        raise EdgeError(f"unknown mode {spec.mode!r}; choose one of {', '.join(MODES)}")
     arch = spec.name.split(".")[0]
     if not timm.is_model(arch):
-        raise EdgeError(f"unknown timm model {spec.name!r} (see `timm.list_models()`)")
+        raise EdgeError(f"unknown timm model {spec.name!r}{did_you_mean(arch, timm.list_models())} "
+                        "(see `timm.list_models()`)")
     notes: list[str] = []
     torch.manual_seed(spec.seed)
 
@@ -248,7 +324,8 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None) -> LoadedModel:
     if labels is not None and num_classes is not None and len(labels) != num_classes:
         notes.append(f"{len(labels)} labels given for {num_classes} classes; labels dropped")
         labels = None
-    return LoadedModel(spec, module, dict(data_config), outputs, source, sha, num_classes, labels, notes)
+    return LoadedModel(spec, module, dict(data_config), outputs, source, sha, num_classes, labels, notes,
+                       _imagenet_synsets(timm, num_classes))
 
 
 def recalibrate_batchnorm(model: LoadedModel, images: Any, batch_size: int = 16) -> None:

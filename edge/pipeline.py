@@ -4,17 +4,18 @@ held-out images."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.data import load_batch, open_image_set
+from edge.data import ImageSet, load_batch, open_image_set, skipped_note
 from edge.errors import EdgeError
 from edge.harness import run_torch, verify_artifact
-from edge.models import LoadedModel, ModelSpec, load_model, recalibrate_batchnorm
+from edge.models import LoadedModel, ModelSpec, check_spec, load_model, recalibrate_batchnorm
 from edge.progress import say
+from edge.validate import at_least, image_args, input_file, output_folder
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Inputs:
     eval_labels: list[int | None] | None
     float_outputs: list[np.ndarray] | None
     skipped: int = 0  # unreadable image files passed over
+    unreadable: list[Path] = field(default_factory=list)  # those files
 
 
 def load_inputs(
@@ -43,25 +45,31 @@ def load_inputs(
         raise EdgeError("--calib-size and --eval-size must be at least 1")
     if (require_calib or recalibrate_bn) and not calib:
         raise EdgeError(f"--calib DIR is needed for {'int8' if require_calib else '--recalibrate-bn'}")
+    cset = open_image_set(calib, classes) if calib else None  # listing is cheap: before the model
+    eset = open_image_set(eval_data, classes) if eval_data else None
     model = load_model(spec)
     for note in model.notes:
         say(f"note: {note}")
     transform = model.transform()
-    calib_imgs, eval_set, skipped = None, None, 0
-    if calib:
-        cset = open_image_set(calib, classes)
-        calib_part, rest = cset.split(min(calib_size, len(cset.items)), spec.seed)
-        cb = load_batch(calib_part.items, transform, progress="loading calibration images")
-        skipped += len(cb.skipped)
+    calib_imgs: Any = None
+    eval_set: ImageSet | None = None
+    unreadable: list[Path] = []
+    if cset is not None:
+        # the seeded order's first readable calib_size images calibrate (an unreadable one is
+        # replaced by the next); the images after them are held out
+        order, _ = cset.split(len(cset.items), spec.seed)
+        cb = load_batch(order.items, transform, limit=calib_size, progress="loading calibration images")
+        used = len(cb.paths) + len(cb.skipped)
+        unreadable += [p for p, _ in cb.skipped]
         if cb.skipped:
-            say(f"skipped {len(cb.skipped)} unreadable calibration file(s), e.g. {cb.skipped[0][0].name}")
+            say(skipped_note("calibration", cb.skipped) + " (replaced by the next readable ones)")
         if require_calib and len(cb.images) < calib_size:
             raise EdgeError(f"--calib-size {calib_size} asked for, but {calib} has only "
                             f"{len(cb.images)} readable image(s) to calibrate on")
         calib_imgs = cb.images
-        eval_set = rest
-    if eval_data:
-        eval_set, _ = open_image_set(eval_data, classes).split(eval_size * 2, spec.seed + 1)  # seeded sample
+        eval_set = ImageSet(order.source, order.items[used:], order.classes, order.layout)
+    if eset is not None:
+        eval_set, _ = eset.split(eval_size * 2, spec.seed + 1)  # seeded sample
     if recalibrate_bn and calib_imgs is not None:
         recalibrate_batchnorm(model, calib_imgs)
         model.notes.append(f"BatchNorm statistics re-estimated on {len(calib_imgs)} calibration images")
@@ -69,13 +77,13 @@ def load_inputs(
     images = labels = fl = None
     if eval_set is not None and eval_set.items:
         eb = load_batch(eval_set.items, transform, limit=eval_size, progress="loading held-out images")
-        skipped += len(eb.skipped)
+        unreadable += [p for p, _ in eb.skipped]
         if eb.skipped:
-            say(f"skipped {len(eb.skipped)} unreadable held-out file(s)")
+            say(skipped_note("held-out", eb.skipped))
         images = eb.images.numpy().astype(np.float32)
         labels = eb.labels if eval_set.labelled else None
         fl = run_torch(model.module, images)
-    return Inputs(model, calib_imgs, images, labels, fl, skipped)
+    return Inputs(model, calib_imgs, images, labels, fl, len(unreadable), unreadable)
 
 
 def export_and_verify(
@@ -150,13 +158,27 @@ class ExportJob:
 QAT_DRIFT_AGREEMENT = 0.995
 
 
+def check_job(job: ExportJob) -> None:
+    """What can be checked without a heavy import or a file written: bounds, the model name, the
+    weights, image and class-list files, the output folder (created only when the artifact is)."""
+    check_spec(job.spec)
+    at_least("--calib-size", job.calib_size, 1)
+    at_least("--eval-size", job.eval_size, 1)
+    at_least("--threads", job.threads, 1)
+    image_args({"--calib": job.calib, "--eval": job.eval_data}, job.classes)
+    if job.qat is not None:
+        input_file(job.qat, "QAT checkpoint")
+    output_folder(job.out)
+
+
 def run_export(job: ExportJob) -> dict[str, Any]:
-    """Validate the recipe and the output folder before minutes of work, then export and verify."""
-    from edge.io import ensure_writable_dir
+    """Validate the job, the recipe and the tooling before minutes of work, then export and verify."""
     from exporters import get_exporter
     from quantize import PTQConfig
+    from quantize.ptq import check_keep_float
 
     exporter = get_exporter(job.target, **job.options)
+    check_job(job)
     quantized = job.precision in exporter.quantized_precisions
     recipe = None
     if job.qat is not None:
@@ -169,11 +191,14 @@ def run_export(job: ExportJob) -> dict[str, Any]:
                          keep_float=job.keep_float, float_head=not job.int8_head,
                          seed=job.spec.seed) if quantized else None
         recipe = exporter.recipe(job.precision, qcfg)
-    exporter.check()
-    ensure_writable_dir(job.out)  # fail before minutes of work, not after
     needs_calib = recipe.quantized if recipe is not None else exporter.calibrates_itself
+    if (needs_calib or job.recalibrate_bn) and not job.calib:
+        raise EdgeError(f"--calib DIR is needed for {'int8' if needs_calib else '--recalibrate-bn'}")
+    exporter.check()
     inputs = load_inputs(job.spec, job.calib, job.calib_size, job.eval_data, job.eval_size, job.classes,
                          job.recalibrate_bn, require_calib=needs_calib)
+    if recipe is not None and recipe.quantized:
+        check_keep_float(inputs.model.module, job.keep_float)
     if job.qat is not None:
         from edge.qat import load_qat_program
 

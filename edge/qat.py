@@ -9,10 +9,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from edge.data import skipped_note
 from edge.errors import EdgeError
+from edge.models import ModelSpec, check_spec
 from edge.progress import say
+from edge.validate import at_least, image_args, input_file, output_file
 from quantize.config import PTQConfig, QATConfig
-from quantize.ptq import float_patterns
+from quantize.ptq import check_keep_float, float_patterns
 from quantize.qat import (
     QATProgram,
     TrainState,
@@ -83,6 +86,22 @@ def load_qat_program(ckpt: Path, model: Any, target: str | None = None) -> QATPr
                       sha256_path(ckpt))
 
 
+def check_qat(spec: ModelSpec, data: str, out: Path, classes: Path | None = None, resume: bool = False,
+              threads: int | None = None, save_every: int = 50, until: int | None = None) -> None:
+    """What `edge qat` can check before torch is imported or the model loaded: the model, the
+    images, and a checkpoint path that can be written (or, with ``resume``, read)."""
+    check_spec(spec)
+    at_least("--threads", threads, 1)
+    at_least("--save-every", save_every, 1)
+    at_least("--stop-after", until, 0)
+    image_args({"--data": data}, classes)
+    output_file(out, "checkpoint file")
+    if resume:
+        input_file(out, "--resume: checkpoint")
+    elif out.exists():
+        raise EdgeError(f"{out} exists: pass --resume to continue it, or choose another --out")
+
+
 def run_qat(
     model: Any,
     target: str,
@@ -118,6 +137,7 @@ def run_qat(
             raise EdgeError(f"--resume with other settings than {out} was trained with: it has {', '.join(diff)}")
     elif out.exists():
         raise EdgeError(f"{out} exists: pass --resume to continue it, or choose another --out")
+    check_keep_float(model.module, config.ptq.keep_float)
     quantizer, ptq = target_scheme(target, model.module, config.ptq)
     iset = open_image_set(data, classes)
     if len(iset.items) < config.eval_images + 2:
@@ -127,7 +147,7 @@ def run_qat(
     train_items, _ = rest.split(min(config.train_images, len(rest.items)), config.ptq.seed + 1)
     tb = load_batch(train_items.items, model.transform(), progress="decoding training images")
     if tb.skipped:
-        say(f"skipped {len(tb.skipped)} unreadable training file(s), e.g. {tb.skipped[0][0].name}")
+        say(skipped_note("training", tb.skipped))
     labels = _labels(iset, tb.labels, model, config)
     say(f"QAT for {target} ({quantizer} quantizer) on {len(tb.images)} images: "
         + ("distillation + cross-entropy (labelled)" if labels is not None else "distillation (no labels used)"))
@@ -160,6 +180,8 @@ def run_qat(
                               "loss_last": state.history[-1] if state.history else None}
     if held.items and rank == 0:
         eb = load_batch(held.items, model.transform(), progress="loading held-out images")
+        if eb.skipped:
+            say(skipped_note("held-out", eb.skipped))
         imgs = eb.images.numpy().astype(np.float32)
         fake = to_inference(copy.deepcopy(prepared))
         held_labels = eb.labels if iset.labelled else None
@@ -171,6 +193,13 @@ def run_qat(
     return result
 
 
+def classes_match(folder: list[str], model: Any) -> bool:
+    """A folder's class names index the model's classes: they are the first of its class
+    identifiers (ImageNet synsets) or of its labels; a model that names no classes takes any."""
+    known = [names for names in (model.class_ids, model.labels) if names]
+    return not known or any(folder == list(names)[: len(folder)] for names in known)
+
+
 def _labels(iset: Any, labels: list[int | None], model: Any, config: QATConfig) -> Any:
     """Labels for cross-entropy, or None (unlabelled folder, or ce_weight 0). Folder classes
     that are not the model's classes are an error, not a silent mislabelling."""
@@ -179,9 +208,10 @@ def _labels(iset: Any, labels: list[int | None], model: Any, config: QATConfig) 
     if not iset.labelled or config.ce_weight == 0:
         return None
     n = model.num_classes or 0
-    if model.labels and iset.classes and list(iset.classes) != list(model.labels)[: len(iset.classes)]:
+    if iset.classes and not classes_match(list(iset.classes), model):
+        ours = model.class_ids or model.labels
         raise EdgeError(f"the image folder's classes ({', '.join(iset.classes[:3])}, ...) are not the model's "
-                        f"({', '.join(model.labels[:3])}, ...): use --ce-weight 0 to distil without labels")
+                        f"({', '.join(ours[:3])}, ...): use --ce-weight 0 to distil without labels")
     if any(lb is not None and lb >= n for lb in labels):
         raise EdgeError(f"the image folder has labels beyond the model's {n} classes: use --ce-weight 0 "
                         "to distil without labels")

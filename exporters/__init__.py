@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from edge.errors import EdgeError
 from edge.plugins import import_plugins
+from edge.validate import did_you_mean
 from exporters.base import Exporter, ExportResult
 
 _REGISTRY: dict[str, type[Exporter]] = {}
@@ -27,7 +28,8 @@ def targets() -> list[str]:
 def exporter_class(name: str) -> type[Exporter]:
     _discover()
     if name not in _REGISTRY:
-        raise EdgeError(f"unknown target {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+        raise EdgeError(f"unknown target {name!r}{did_you_mean(name, _REGISTRY)}; "
+                        f"choose one of {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 

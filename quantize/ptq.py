@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from typing import Any
 
 from edge._deps import require
+from edge.errors import EdgeError
 from edge.progress import bar
 from quantize.config import PTQConfig
 from quantize.quantizers import make_quantizer
@@ -59,6 +61,17 @@ def subtree_patterns(paths: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 def float_patterns(module: Any, config: PTQConfig) -> tuple[str, ...]:
     """The keep-float patterns in force: the user's plus, with ``float_head``, the head's."""
     return config.keep_float + subtree_patterns(head_modules(module) if config.float_head else ())
+
+
+def check_keep_float(module: Any, patterns: tuple[str, ...]) -> None:
+    """Every keep-float pattern names at least one module path of ``module``. Why: a pattern that
+    matches nothing (a typo, another model's names) would quantize everything it was meant to keep."""
+    paths = [name for name, _ in module.named_modules() if name]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in paths)]
+    if unmatched:
+        top = ", ".join(name for name, _ in module.named_children())
+        raise EdgeError(f"--keep-float {', '.join(repr(p) for p in unmatched)} matches no module of the model "
+                        f"(module paths start with: {top})")
 
 
 def quantize_ptq(module: Any, example: Any, calib_images: Any, config: PTQConfig, quantizer: str) -> Any:

@@ -16,12 +16,13 @@ from edge.errors import EdgeError, first_line
 from edge.harness import latency, verify_artifact
 from edge.io import ensure_writable_dir
 from edge.manifest import package_versions
-from edge.models import ModelSpec
+from edge.models import ModelSpec, check_spec
 from edge.pipeline import Inputs, load_inputs
 from edge.progress import say
 from edge.report.cache import ArtifactCache
 from edge.report.schema import SCHEMA, add_note, empty_row, finite
 from edge.runtimes import runtime_for
+from edge.validate import at_least, image_args, input_file, output_folder
 from quantize.config import PTQConfig
 
 
@@ -213,23 +214,31 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
     if not cfg.targets:
         cfg = dataclasses.replace(cfg, targets=tuple(targets()))
     exporters = {t: get_exporter(t) for t in cfg.targets}  # unknown target -> EdgeError now
+    check_spec(spec)  # the cheap checks, before heavy imports; the folder is made after loading
+    at_least("--eval-size", cfg.eval_size, 1)
+    image_args({"--calib": calib, "--data": data}, classes)
+    for ckpt in cfg.qat:
+        input_file(ckpt, "QAT checkpoint")
+    output_folder(out)
     unknown = [p for p in cfg.precisions if not any(p in e.precisions for e in exporters.values())]
     if unknown:
         raise EdgeError(f"no target exports precision {', '.join(unknown)} "
                         f"(offered: {', '.join(sorted({p for e in exporters.values() for p in e.precisions}))})")
     quantized = any(p in e.quantized_precisions for e in exporters.values() for p in cfg.precisions)
+    if (quantized or cfg.qat or cfg.recalibrate_bn) and not calib:
+        raise EdgeError(f"--calib DIR is needed for {'int8' if quantized or cfg.qat else '--recalibrate-bn'}")
     qat_jobs: list[tuple[Path, str]] = []
     if cfg.qat:  # a bad checkpoint fails before any work
         from quantize.qat import read_checkpoint
 
         qat_jobs = [(ckpt, str(read_checkpoint(ckpt)["target"])) for ckpt in cfg.qat]
         quantized = True
-    ensure_writable_dir(out)
     inputs = load_inputs(spec, calib, cfg.quant.calib_size, data, cfg.eval_size, classes, cfg.recalibrate_bn,
                          require_calib=quantized)
     if inputs.eval_images is None or len(inputs.eval_images) == 0:
         raise EdgeError("no held-out images to evaluate on: give --data DIR (or --calib with more images "
                         "than --calib-size)")
+    ensure_writable_dir(out)
     qat_only = {t: get_exporter(t) for _, t in qat_jobs if t not in exporters}  # rows, not sensitivity
     run = ReportRun(inputs, out, cfg, calib, {**exporters, **qat_only})
     jobs = [(t, p) for t in cfg.targets for p in cfg.precisions if p in exporters[t].precisions]
