@@ -48,7 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from edge.bench.results import format_table
     from edge.errors import EdgeError
     from edge.io import write_json
+    from edge.validate import input_file, output_file
 
+    if args.out:
+        output_file(args.out, "--out file")  # before the benchmark runs, not after
+    if args.devices:
+        input_file(args.devices, "devices file")
     cfg = BenchConfig(threads=args.threads, runs=args.runs, warmup=args.warmup,
                       connect_timeout=args.connect_timeout, run_timeout=args.timeout)
     specs = [DeviceSpec(url) for url in args.device]

@@ -49,9 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from edge.models import load_model
     from edge.progress import say
-    from edge.qat import run_qat
+    from edge.qat import check_qat, run_qat
     from quantize import PTQConfig, QATConfig
 
+    spec = model_spec(args)  # everything checked before torch is imported or the model loaded
+    check_qat(spec, args.data, args.out, args.classes, args.resume, args.threads, args.save_every, args.stop_after)
     if args.threads:
         import torch
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                     temperature=args.temperature, ce_weight=args.ce_weight, freeze_bn_after=args.freeze_bn_after,
                     freeze_observers_after=freeze_obs, train_images=args.train_images,
                     eval_images=args.eval_images)
-    model = load_model(model_spec(args))
+    model = load_model(spec)
     for note in model.notes:
         say(f"note: {note}")
     result = run_qat(model, args.target, args.data, args.out, cfg, resume=args.resume, until=args.stop_after,
