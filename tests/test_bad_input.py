@@ -148,11 +148,12 @@ class _Model:
 
 def test_qat_takes_a_synset_folder_for_an_imagenet_model() -> None:
     """The folder's classes (synsets) are compared with the model's synsets, not its label text."""
+    from timm.data import ImageNetInfo
+
     from edge.data import open_image_set
     from edge.errors import EdgeError
     from edge.qat import _labels, classes_match
     from quantize import PTQConfig, QATConfig
-    from timm.data import ImageNetInfo
 
     info = ImageNetInfo()
     imagenet = _Model(list(info.label_names()), [info.index_to_description(i) for i in range(1000)])

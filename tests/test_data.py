@@ -5,6 +5,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -81,3 +82,52 @@ def test_empty_and_missing_sources_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "only_bad" / "x.jpg").write_bytes(b"garbage")
     with pytest.raises(EdgeError, match="could be read"):
         load_batch(open_image_set(tmp_path / "only_bad").items, _transform)
+
+
+def _reference_rgb(path: Path) -> np.ndarray:
+    """A decode built by hand from PIL: upright per EXIF; 16-bit greyscale scaled to 8 bits
+    (v * 255 / 65535, rounded), every other mode through PIL's own conversion to RGB."""
+    from PIL import ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode.startswith("I;16"):
+            wide = np.asarray(im).astype(np.float64)
+            im = Image.fromarray(np.round(wide * 255 / 65535).astype(np.uint8)).convert("RGB")
+        return np.asarray(im.convert("RGBA" if im.mode == "P" else im.mode).convert("RGB"))
+
+
+def test_every_image_mode_decodes_like_the_reference(tmp_path: Path) -> None:
+    """16-bit (PIL would clip it to white), palette with and without transparency, RGBA, CMYK,
+    greyscale and EXIF-rotated images: edge's decode is the reference decode, pixel for pixel."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    gray16 = (np.linspace(0, 65535, 12 * 16).reshape(12, 16)).astype(np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(tmp_path / "gray16_of_8bit.png")
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "palette.png")
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "palette_transparent.png", transparency=0)
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(rgb[..., 1]).save(tmp_path / "gray.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+
+    def as_tensor(im: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.array(im))
+
+    items = open_image_set(tmp_path).items
+    assert len(items) == 8
+    for it in items:
+        batch = load_batch([it], as_tensor)
+        assert not batch.skipped, batch.skipped
+        got = batch.images[0].numpy()
+        assert got.dtype == np.uint8 and got.shape[-1] == 3, it.path.name
+        np.testing.assert_array_equal(got, _reference_rgb(it.path), err_msg=it.path.name)
+    decode = {it.path.name: load_batch([it], as_tensor).images[0].numpy() for it in items}
+    assert decode["rotated.jpg"].shape == (16, 12, 3)  # upright: width and height swapped
+    np.testing.assert_array_equal(decode["gray16_of_8bit.png"][..., 0], rgb[..., 0])  # exact 8 -> 16 -> 8
+    assert decode["gray16.png"].min() == 0 and decode["gray16.png"].max() == 255  # a ramp, not white

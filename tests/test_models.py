@@ -103,6 +103,37 @@ def test_unknown_model_is_a_clear_error() -> None:
         load_model(ModelSpec(name="no_such_net_v9", weights="random"))
 
 
+def test_model_names_read_from_timm_sources_are_timms_registry() -> None:
+    """The names checked before timm is imported are exactly the ones timm registers (a timm
+    upgrade that registers models another way fails here, not on a user's valid name)."""
+    import timm
+    from timm.models import _registry
+
+    from edge.models import timm_model_names
+
+    assert timm_model_names() == frozenset(_registry._model_entrypoints)
+    assert set(timm.list_models()) <= timm_model_names()
+
+
+def test_hub_weights_offline_fail_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No cached file and no hub: one clear error, without the client's retry loop."""
+    import time
+
+    from edge.models import hub_reachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not hub_reachable()
+    t0 = time.perf_counter()
+    with pytest.raises(EdgeError, match="not in the local cache and the hub is unreachable; give a weights file"):
+        load_model(ModelSpec(name="test_efficientnet", weights="hub"))
+    assert time.perf_counter() - t0 < 10
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")  # a closed port: refused at once
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    assert not hub_reachable()
+
+
 def test_auto_weights_use_the_local_hub_cache_without_network(tmp_path: Path, ten_class_file: Path) -> None:
     """A real Hugging Face cache layout: `auto` loads from it; an empty cache falls back to random."""
     from safetensors.torch import load_file, save_file
