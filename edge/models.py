@@ -81,6 +81,19 @@ def check_spec(spec: ModelSpec) -> None:
         raise EdgeError(f"unknown timm model {spec.name!r}{did_you_mean(arch, names)} (see `timm.list_models()`)")
     if spec.weights not in WEIGHT_SOURCES:
         input_file(spec.weights, "weights file")
+    elif spec.weights == "hub" and not _hub_cache_may_hold(arch) and not hub_reachable():
+        raise hub_unreachable(spec.name)
+
+
+def _hub_cache_may_hold(arch: str) -> bool:
+    """Whether the local Hugging Face cache has any repository named after ``arch`` (the exact file is
+    looked up with timm's config later; this only lets an offline run without it fail at once)."""
+    if find_spec("huggingface_hub") is None:
+        return False
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    root = Path(HF_HUB_CACHE)
+    return root.is_dir() and any(arch in d.name for d in root.glob("models--*"))
 
 @dataclass
 class LoadedModel:
@@ -227,6 +240,11 @@ def hub_reachable(timeout: float = 2.0) -> bool:
     return True
 
 
+def hub_unreachable(name: str) -> EdgeError:
+    return EdgeError(f"hub weights for {name} are not in the local cache and the hub is unreachable; "
+                     "give a weights file (--weights FILE) or --weights random")
+
+
 def _load_hub(timm: Any, name: str, num_classes: int | None, offline: bool) -> Any:
     """Pretrained weights: from the local cache when there (no network), else, unless ``offline``
     or the hub is unreachable, through timm's own hub download."""
@@ -237,8 +255,7 @@ def _load_hub(timm: Any, name: str, num_classes: int | None, offline: bool) -> A
     elif offline:
         raise EdgeError(f"no pretrained weights for {name} in the local hub cache")
     elif not hub_reachable():
-        raise EdgeError(f"hub weights for {name} are not in the local cache and the hub is unreachable; "
-                        "give a weights file (--weights FILE) or --weights random")
+        raise hub_unreachable(name)
     try:
         return _create(timm, name, pretrained=True, **kw)
     except (OSError, ValueError, RuntimeError) as exc:

@@ -55,7 +55,8 @@ CASES = [
     ("qat-out-is-a-folder", [*QAT, "--out", "{dir}"], "checkpoint file {dir} is a folder, not a file"),
     ("qat-out-exists", [*QAT, "--out", "{file}"], "exists: pass --resume"),
     ("qat-resume-missing", [*QAT, "--out", "{dir}/ck.pt", "--resume"], "does not exist"),
-    ("qat-save-every-zero", [*QAT, "--out", "{out}/ck.pt", "--save-every", "0"], "--save-every must be at least 1"),
+    ("qat-save-every-negative", [*QAT, "--out", "{out}/ck.pt", "--save-every", "-1"],
+     "--save-every must be at least 0"),
     ("qat-steps-zero", [*QAT, "--out", "{out}/ck.pt", "--steps", "0"], "steps must be at least 1"),
     ("finetune-out-under-a-file", [*FINETUNE, "--out", "{file}/w.safetensors"], "cannot create checkpoint file"),
     ("finetune-epochs-zero", [*FINETUNE, "--out", "{out}/w.safetensors", "--epochs", "0"],
@@ -100,7 +101,8 @@ def test_bad_input_is_one_line_and_writes_nothing(scene: dict[str, str], args: l
 
 @pytest.mark.parametrize("case", ["model-unknown", "model-typo-did-you-mean", "int8-without-calib",
                                   "num-classes-negative", "input-size-zero", "weights-is-a-folder",
-                                  "classes-missing", "qat-out-under-a-file", "bench-out-under-a-file"])
+                                  "classes-missing", "qat-out-under-a-file", "bench-out-under-a-file",
+                                  "hub-offline"])
 def test_errors_come_before_heavy_imports(scene: dict[str, str], case: str) -> None:
     """In a fresh process: the error, and none of torch/timm/toolchains imported."""
     args = [a.format(**scene) for a in next(c[1] for c in CASES if c[0] == case)]
