@@ -42,6 +42,7 @@ CASES = [
     ("int8-without-calib", [*EXPORT, "--precision", "int8"], "--calib DIR is needed for int8"),
     ("hub-offline", [*EXPORT, "--weights", "hub"], "not in the local cache and the hub is unreachable"),
     ("target-typo-did-you-mean", [*REPORT, "--targets", "executorh"], "did you mean executorch"),
+    ("export-target-typo", ["export", "executorh", *TINY, "--out", "{out}"], "did you mean executorch"),
     # bounds, types and paths
     ("calib-size-zero", [*INT8, "--calib-size", "0"], "--calib-size must be at least 1"),
     ("eval-size-zero", [*EXPORT, "--eval-size", "0"], "--eval-size must be at least 1"),
@@ -102,7 +103,7 @@ def test_bad_input_is_one_line_and_writes_nothing(scene: dict[str, str], args: l
 @pytest.mark.parametrize("case", ["model-unknown", "model-typo-did-you-mean", "int8-without-calib",
                                   "num-classes-negative", "input-size-zero", "weights-is-a-folder",
                                   "classes-missing", "qat-out-under-a-file", "bench-out-under-a-file",
-                                  "hub-offline"])
+                                  "hub-offline", "export-target-typo"])
 def test_errors_come_before_heavy_imports(scene: dict[str, str], case: str) -> None:
     """In a fresh process: the error, and none of torch/timm/toolchains imported."""
     args = [a.format(**scene) for a in next(c[1] for c in CASES if c[0] == case)]

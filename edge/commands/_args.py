@@ -3,10 +3,49 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 DEFAULT_OUT = Path("out")
+
+
+class _AnyName(Mapping[str, Any]):
+    """Subcommand choices that admit every name (iterating gives the real ones, for the help), so an
+    unknown name reaches the command, which says "did you mean", instead of argparse's usage dump."""
+
+    def __init__(self, names: dict[str, Any]) -> None:
+        self._names = names
+
+    def __getitem__(self, key: str) -> Any:
+        return self._names[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+class NamedSubcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Subparsers whose unknown name runs ``unknown(name)`` (which raises edge's one-line error)."""
+
+    def __init__(self, *args: Any, unknown: Callable[[str], Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = _AnyName(self._name_parser_map)  # type: ignore[assignment]
+        self.unknown = unknown
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        name = values[0]
+        if name in self._name_parser_map:
+            super().__call__(parser, namespace, values, option_string)
+            return
+        setattr(namespace, self.dest, name)
+        namespace.func = lambda _args: self.unknown(name)
 
 
 def csv_list(text: str) -> tuple[str, ...]:

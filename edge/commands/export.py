@@ -7,14 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-from edge.commands._args import DEFAULT_OUT, add_data_args, add_model_args, add_quant_args, model_spec
+from edge.commands._args import (
+    DEFAULT_OUT,
+    NamedSubcommands,
+    add_data_args,
+    add_model_args,
+    add_quant_args,
+    model_spec,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from exporters import exporter_class, targets
 
     exp = sub.add_parser("export", help="export a model for one target and check it on its real runtime")
-    tsub = exp.add_subparsers(dest="target", required=True)
+    tsub = exp.add_subparsers(dest="target", required=True, action=NamedSubcommands, unknown=exporter_class)
     for name in targets():
         ex = exporter_class(name)
         tp = tsub.add_parser(name, help=f"{name} ({ex.suffix})")
