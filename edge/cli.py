@@ -6,14 +6,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from edge.errors import EdgeError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors as edge's one line (exit 2), like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("edge").strip()
+        self.exit(2, f"edge: error: {where + ': ' if where else ''}{message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from edge.commands import register_all
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edge",
         description="Export timm models to ExecuTorch, Core ML and TFLite, and measure what int8 costs.",
     )
@@ -47,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             error, code = f"edge: error: {exc}", 2
         except KeyboardInterrupt:
             error, code = "edge: interrupted", 130
-    kept = keep_log(log, _log_folder(args), f"edge-{args.command}.log")
+    # a failed run writes nothing into the user's folders: its log stays in the temporary folder
+    kept = keep_log(log, _log_folder(args) if error is None else None, f"edge-{args.command}.log")
     if error is not None:
-        hint = f" (library messages: {kept})" if kept is not None and code != 2 else ""
-        print(error + hint, file=sys.stderr)
+        print(error + (f" (library messages: {kept})" if kept is not None else ""), file=sys.stderr)
     return code
 
 

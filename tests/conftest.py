@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
+from edge.reference import CIFAR_FILE, REFERENCE_FILE, data_root
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = (ROOT.parent / "shared" / "data").resolve()
+DATA = data_root().resolve()
 IMAGENET = DATA / "imagenet-sample"
-CIFAR = DATA / "cifar10.tar.gz"
-REFERENCE = DATA / "fbnetv3_b-cifar10-32px.safetensors"
-# ../shared/data/README.md: fbnetv3_b trained on all of cifar10/train (6 epochs, 32 px), 32.2 % top-1
-REFERENCE_SHA256 = "1eda1b532f5c7242146d98f6aef33cd1690ffba1bfc49ff7921dd8a24f9d53b1"
+CIFAR = DATA / CIFAR_FILE
+REFERENCE = DATA / REFERENCE_FILE
 SMALL = 64  # input side for the fast exports
 
 os.environ.setdefault("EDGE_QUIET", "1")
@@ -97,11 +97,9 @@ def imagenet() -> Path:
 def reference_weights() -> Path:
     """The trained CIFAR-10 reference from ../shared/data (sha256 checked): int8 fidelity means
     nothing on random weights, whose logits amplify any noise."""
-    from edge.io import sha256_path
+    from edge.reference import reference_weights as checked
 
-    digest = sha256_path(REFERENCE)
-    assert digest == REFERENCE_SHA256, f"{REFERENCE} is not the reference its README describes (sha256 {digest})"
-    return REFERENCE
+    return checked(check_sha256=True)  # an EdgeError names a missing or altered file
 
 
 def _random_inputs(mode: str, calib: int, eval_size: int):

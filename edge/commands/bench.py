@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.progress import emit
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from edge.bench.devices import url_forms
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_fleet(devices, list(args.artifacts), cfg)
     if args.out:
         write_json(args.out, results)
-    print(json.dumps(results, indent=2) if args.json else format_table(results))
+    emit(json.dumps(results, indent=2) if args.json else format_table(results))
     failed = [r for r in results if not r["ok"]]
     if failed:
         f = failed[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from edge.commands._args import (
@@ -15,6 +14,7 @@ from edge.commands._args import (
     add_quant_args,
     model_spec,
 )
+from edge.progress import emit, tell
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
         classes=args.classes, recalibrate_bn=args.recalibrate_bn, threads=args.threads, observer=args.observer,
         percentile=args.percentile, keep_float=tuple(args.keep_float), int8_head=args.int8_head, qat=args.qat)
     report = run_export(job)
-    print(json.dumps(report, indent=2) if args.json else format_parity(report))
+    emit(json.dumps(report, indent=2) if args.json else format_parity(report))
     if report.get("qat_drift"):
         agree = report["parity"]["vs_quantized_program"]["agreement_top1"]
-        print(f"edge: warning: drift — the artifact agrees with the QAT model it was exported from on only "
-              f"{100 * agree:.1f}% of held-out top-1 (expected >= {100 * QAT_DRIFT_AGREEMENT:.1f}%); "
-              "see docs/qat.md", file=sys.stderr)
+        tell(f"edge: warning: drift — the artifact agrees with the QAT model it was exported from on only "
+             f"{100 * agree:.1f}% of held-out top-1 (expected >= {100 * QAT_DRIFT_AGREEMENT:.1f}%); "
+             "see docs/qat.md")
     return 0

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from edge.commands._args import add_model_args, model_spec
+from edge.progress import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          max_images=args.max_images, seed=args.seed)
     info = finetune(model_spec(args), args.data, args.out, cfg)
-    print(json.dumps(info, indent=2))
+    emit(json.dumps(info, indent=2))
     return 0

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from edge.commands._args import add_model_args, model_spec
+from edge.progress import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -73,15 +74,15 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return 0
     if args.json:
-        print(json.dumps(result, indent=2))
+        emit(json.dumps(result, indent=2))
     else:
         h = result.get("held_out")
-        print(f"QAT {result['target']}: step {result['step']}/{result['steps']}, loss "
+        emit(f"QAT {result['target']}: step {result['step']}/{result['steps']}, loss "
               f"{result['loss_first']:.4f} -> {result['loss_last']:.4f}, checkpoint {result['checkpoint']}")
         if h:
             top1 = f", top-1 {100 * h['top1']:.1f}% (float {100 * h['ref_top1']:.1f}%)" if h["top1"] is not None else ""
-            print(f"held-out {int(h['images'])} images, QAT model vs float: top-1 agreement "
+            emit(f"held-out {int(h['images'])} images, QAT model vs float: top-1 agreement "
                   f"{100 * h['agreement_top1']:.1f}%, SQNR {h['sqnr_db']:.1f} dB{top1}")
         if result["step"] < result["steps"]:
-            print(f"stopped at step {result['step']}: `edge qat ... --resume` continues it")
+            emit(f"stopped at step {result['step']}: `edge qat ... --resume` continues it")
     return 0

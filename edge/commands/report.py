@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from edge.commands._args import DEFAULT_OUT, add_model_args, csv_list
+from edge.progress import emit, tell
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -66,15 +66,15 @@ def run(args: argparse.Namespace) -> int:
     report = run_report(model_spec(args), args.calib, args.data, args.out, cfg, args.classes, devices)
     validate(report)
     paths = write_outputs(report, args.out)
-    print(to_markdown(report))
-    print(f"wrote {paths['json']}, {paths['md']}, {paths['html']}", file=sys.stderr)
+    emit(to_markdown(report))
+    tell(f"wrote {paths['json']}, {paths['md']}, {paths['html']}")
     if rules:
         failures, unchecked = check(report["rows"], rules)
         for line in unchecked:
-            print(f"gate: not checked — {line}", file=sys.stderr)
+            tell(f"gate: not checked — {line}")
         for line in failures:
-            print(f"gate: FAIL — {line}", file=sys.stderr)
+            tell(f"gate: FAIL — {line}")
         if failures:
             return 1
-        print(f"gate: passed ({', '.join(map(str, rules))})", file=sys.stderr)
+        tell(f"gate: passed ({', '.join(map(str, rules))})")
     return 0
