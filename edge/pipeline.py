@@ -29,6 +29,7 @@ class Inputs:
     float_outputs: list[np.ndarray] | None
     skipped: int = 0  # unreadable image files passed over
     unreadable: list[Path] = field(default_factory=list)  # those files
+    calib_source: str | None = None  # where the calibration images came from (part of the recipe key)
 
 
 def load_inputs(
@@ -83,7 +84,8 @@ def load_inputs(
         images = eb.images.numpy().astype(np.float32)
         labels = eb.labels if eval_set.labelled else None
         fl = run_torch(model.module, images)
-    return Inputs(model, calib_imgs, images, labels, fl, len(unreadable), unreadable)
+    return Inputs(model, calib_imgs, images, labels, fl, len(unreadable), unreadable, calib if calib_imgs is not None
+                  else None)
 
 
 def export_and_verify(
@@ -105,15 +107,36 @@ def export_and_verify(
     return build_and_verify(exporter, exporter.recipe(precision, quant, qat), inputs, out, threads, runtime_options)
 
 
-def build_and_verify(exporter: Any, recipe: Any, inputs: Inputs, out: Path, threads: int | None = None,
-                     runtime_options: dict[str, str] | None = None) -> dict[str, Any]:
-    """Build ``recipe`` (exporters.base.Recipe) with ``exporter`` and check the artifact on its runtime."""
-    precision = recipe.precision
-    result = exporter.build(exporter.request(inputs.model, recipe, inputs.calib), out)
+def build_or_reuse(exporter: Any, request: Any, dest: Path,
+                   cache: Any = None) -> tuple[Path, dict[str, Any], Any, bool]:
+    """Export ``request`` into ``dest``, or reuse the artifact there when ``cache``
+    (edge.report.cache.ArtifactCache) records that it was built from the same recipe.
+    Returns the artifact, its manifest, the program it must reproduce, and whether it was reused."""
+    artifact = dest / exporter.filename(request.model, request.recipe.precision)
+    key = request.key()
+    manifest = cache.reusable(artifact, key) if cache is not None else None
+    if manifest is not None:
+        say(f"{exporter.name} {request.recipe.precision}: reusing {artifact} (same recipe)")
+        return artifact, manifest, exporter.reference(request), True
+    result = exporter.build(request, dest)
     say(f"wrote {result.artifact} ({result.manifest['size_bytes'] / 1e6:.2f} MB) in {result.seconds:.1f} s")
+    if cache is not None:
+        cache.record(result.artifact, key)
+    return result.artifact, result.manifest, result.reference, False
+
+
+def build_and_verify(exporter: Any, recipe: Any, inputs: Inputs, out: Path, threads: int | None = None,
+                     runtime_options: dict[str, str] | None = None, cache: Any = None) -> dict[str, Any]:
+    """Build ``recipe`` (exporters.base.Recipe) with ``exporter`` (or reuse it: ``cache``) and check
+    the artifact on its runtime."""
+    from edge.manifest import manifest_path
+
+    precision = recipe.precision
+    request = exporter.request(inputs.model, recipe, inputs.calib, inputs.calib_source)
+    artifact, manifest, reference, reused = build_or_reuse(exporter, request, out, cache)
     parity = None
     if inputs.eval_images is not None:
-        ver = verify_artifact(inputs.model, result.artifact, result.reference, inputs.eval_images,
+        ver = verify_artifact(inputs.model, artifact, reference, inputs.eval_images,
                               inputs.eval_labels, inputs.float_outputs, threads, runtime_options)
         if not ver.measured and precision in ("fp16", "w8"):
             ver.notes.append(f"{precision}: Core ML's float16 arithmetic is not simulated (the program ran in float32)")
@@ -122,11 +145,10 @@ def build_and_verify(exporter: Any, recipe: Any, inputs: Inputs, out: Path, thre
                   "quantized_program_vs_float": ver.reference_vs_float, "measured": ver.measured, "notes": ver.notes}
     else:
         say("no held-out images (give --calib with more images than --calib-size, or --eval): parity not checked")
-    return {"artifact": str(result.artifact), "manifest": str(result.manifest_path), "target": exporter.name,
-            "precision": precision, "export_seconds": round(result.seconds, 1),
-            "size_bytes": result.manifest["size_bytes"], "delegation": result.manifest.get("delegation"),
-            "skipped_images": inputs.skipped, "spec": result.manifest.get("spec"),
-            "parity": parity}
+    return {"artifact": str(artifact), "manifest": str(manifest_path(artifact)), "target": exporter.name,
+            "precision": precision, "export_seconds": round(float(manifest["export_seconds"]), 1), "reused": reused,
+            "size_bytes": manifest["size_bytes"], "delegation": manifest.get("delegation"),
+            "skipped_images": inputs.skipped, "spec": manifest.get("spec"), "parity": parity}
 
 
 @dataclass(frozen=True)

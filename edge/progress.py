@@ -65,6 +65,7 @@ class _Lines:
     def __init__(self, total: int | None, desc: str, unit: str) -> None:
         self.total, self.desc, self.unit, self.n, self.t0 = total, desc, unit, 0, time.perf_counter()
         self.next_mark = 0.25
+        self.postfix = ""
 
     def __enter__(self) -> _Lines:
         return self
@@ -72,12 +73,16 @@ class _Lines:
     def update(self, n: int = 1) -> None:
         self.n += n
         if self.total and self.n < self.total and self.n / self.total >= self.next_mark:
-            tell(f"{self.desc}: {self.n}/{self.total} {self.unit}")
+            tell(f"{self.desc}: {self.n}/{self.total} {self.unit}{self.postfix}")
             self.next_mark = (int(self.n / self.total * 4) + 1) / 4
+
+    def set_postfix(self, **values: Any) -> None:
+        """tqdm's figures beside the count (a loss, say), shown on the next line printed."""
+        self.postfix = " (" + ", ".join(f"{k} {v}" for k, v in values.items()) + ")"
 
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
-            tell(f"{self.desc}: {self.n} {self.unit} in {time.perf_counter() - self.t0:.1f} s")
+            tell(f"{self.desc}: {self.n} {self.unit} in {time.perf_counter() - self.t0:.1f} s{self.postfix}")
 
 
 def bar(total: int | None = None, desc: str | None = None, unit: str = "it", **kw: Any) -> Any:

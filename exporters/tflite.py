@@ -39,7 +39,6 @@ from quantize import PTQConfig
 
 # onnx2tf reads this file from the working directory for its test inference, else downloads it.
 _SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-_OUTPUT_SUFFIX = {"fp32": "_float32.tflite", "fp16": "_float16.tflite"}
 
 
 @contextlib.contextmanager
@@ -60,16 +59,18 @@ class _Route:
     rewrite: tuple[str, ...]  # ONNX ops rewritten for XNNPACK (exporters/_onnx_rewrites.py)
     ours: bool  # int8 quantized here (TFLite's quantizer on onnx2tf's saved model)
     onnx2tf_int8: bool  # int8 from onnx2tf's own full-integer quantization
-    produced: str | None  # the file onnx2tf writes that becomes the artifact (None: ours)
+    produced: str | None  # the file onnx2tf writes that becomes the artifact (None: converted here)
 
     @property
     def converter(self) -> str:
-        return "onnx2tf + TFLite quantizer" if self.ours else "onnx2tf"
+        if self.ours:
+            return "onnx2tf + TFLite quantizer"
+        return "onnx2tf" if self.produced else "onnx2tf + TFLite converter"
 
 
 def _route(precision: str, opts: dict[str, str]) -> _Route:
     if precision != "int8":  # fp32/fp16 keep the converter's fused HARD_SWISH, which XNNPACK runs fast in float
-        return _Route(("HardSigmoid",), False, False, "model" + _OUTPUT_SUFFIX[precision])
+        return _Route(("HardSigmoid",), False, False, None)
     if opts["int8_lowering"] == "xnnpack":
         return _Route(("HardSwish", "HardSigmoid"), True, False, None)
     name = "model_full_integer_quant.tflite" if opts["io"] == "int8" else "model_integer_quant.tflite"
@@ -144,9 +145,13 @@ class TFLiteExporter(Exporter):
             # the CLI's own result (`--json`)
             with _working_dir(work), contextlib.redirect_stdout(sys.stderr):
                 try:
-                    onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(work / "tf"),
-                                    copy_onnx_input_output_names_to_tflite=True, output_signaturedefs=True,
-                                    non_verbose=True, **kwargs)
+                    # Only onnx2tf's own int8 needs its files; otherwise it builds the Keras model
+                    # and edge converts it once, from a concrete function (onnx2tf would also save a
+                    # SavedModel and convert fp32 and fp16 through two more saves: most of the time)
+                    keras_model = onnx2tf.convert(
+                        input_onnx_file_path=str(onnx_path), output_folder_path=str(work / "tf"),
+                        non_verbose=True, disable_model_save=not route.onnx2tf_int8,
+                        copy_onnx_input_output_names_to_tflite=route.onnx2tf_int8, **kwargs)
                 except SystemExit as exc:  # onnx2tf calls sys.exit() on conversion errors
                     raise EdgeError(f"onnx2tf could not convert {model.spec.name} (exit {exc.code}); "
                                     "its messages are above") from None
@@ -154,15 +159,17 @@ class TFLiteExporter(Exporter):
                     raise EdgeError(f"onnx2tf could not convert {model.spec.name}: {first_line(exc)}") \
                         from exc
             float_ops: list[str] = []
-            if route.produced is None:
-                assert request.recipe.calibration is not None
-                blob, float_ops = self._quantize(model, work / "tf", np.load(calib), request.recipe.calibration)
-                dest.write_bytes(blob)
-            else:
+            if route.produced is not None:
                 produced = work / "tf" / route.produced
                 if not produced.is_file():
                     raise EdgeError(f"onnx2tf did not write {route.produced}; see its messages above")
                 dest.write_bytes(produced.read_bytes())
+            elif route.ours:
+                assert request.recipe.calibration is not None
+                blob, float_ops = self._quantize(model, keras_model, np.load(calib), request.recipe.calibration)
+                dest.write_bytes(blob)
+            else:
+                dest.write_bytes(_float_tflite(keras_model, precision))
         from edge.runtimes.litert import delegation, interpreter_class
 
         interpreter, _ = interpreter_class()
@@ -182,15 +189,15 @@ class TFLiteExporter(Exporter):
                                        "onnx_rewrites": rewritten, "converter": route.converter,
                                        **({"float_ops": float_ops} if precision == "int8" else {})})
 
-    def _quantize(self, model: LoadedModel, saved_model: Path, calib: Any,
+    def _quantize(self, model: LoadedModel, keras_model: Any, calib: Any,
                   quant: PTQConfig) -> tuple[bytes, list[str]]:
-        """int8 .tflite from onnx2tf's saved model: calibrate, set percentile ranges, quantize with
+        """int8 .tflite from onnx2tf's Keras model: calibrate, set percentile ranges, quantize with
         the head denylisted. Returns the file and the op types left float."""
         tf = require("tensorflow", "exporting to TFLite")
         from tensorflow.lite.python import convert as tfl_convert
         from tensorflow.lite.tools import flatbuffer_utils
 
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+        converter = _converter(keras_model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([x[None]] for x in calib)
         converter._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own route
@@ -220,6 +227,31 @@ class TFLiteExporter(Exporter):
                               output_names=model.output_names, opset_version=17, dynamo=False)
         except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
             raise EdgeError(f"{model.spec.name} could not be exported to ONNX: {first_line(exc)}") from exc
+
+def _converter(keras_model: Any) -> Any:
+    """A TFLite converter for onnx2tf's Keras model through one concrete function (frozen in
+    place: no SavedModel is written), builtin ops only, so XNNPACK can take the whole graph."""
+    tf = require("tensorflow", "exporting to TFLite")
+    spec = tf.TensorSpec([int(d) for d in keras_model.inputs[0].shape], tf.float32)
+    fn = tf.function(lambda x: keras_model(x, training=False)).get_concrete_function(spec)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter
+
+
+def _float_tflite(keras_model: Any, precision: str) -> bytes:
+    """fp32, or fp16 weights (dequantized to fp32 at load where the CPU computes in fp32)."""
+    tf = require("tensorflow", "exporting to TFLite")
+    converter = _converter(keras_model)
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return bytes(converter.convert())
+    except (ValueError, RuntimeError) as exc:  # an op without a TFLite builtin
+        raise EdgeError(f"the TFLite converter could not convert the model: {first_line(exc)}") from exc
+
 
 def _calibration_arrays(model: LoadedModel, images: Any, work: Path) -> Path:
     """onnx2tf's sample file (20 images, 128 px, [0, 1]) and the int8 calibration set (our

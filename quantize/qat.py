@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import math
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,8 +315,12 @@ def load_state(prepared: Any, blob: dict[str, Any], model_name: str) -> None:
     # fake-quant modules), so the state only fits the graph in the phase it was saved in
     set_phase(prepared, int(blob["step"]), config_from_dict(blob["config"]))
     have = prepared.state_dict()
+    saved = blob["model_state"]
     # checkpoints written before drop_batchnorm_counters still hold the counters
-    state = {k: v for k, v in blob["model_state"].items() if k in have or not k.endswith(_BN_COUNTER)}
+    state = OrderedDict((k, v) for k, v in saved.items() if k in have or not k.endswith(_BN_COUNTER))
+    # the per-module versions: without them torchao's observers read the state as an old format
+    # and reset their eps
+    state._metadata = getattr(saved, "_metadata", None)  # type: ignore[attr-defined]
     try:
         prepared.load_state_dict(state)
     except RuntimeError as exc:

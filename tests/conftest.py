@@ -10,7 +10,6 @@ one worker, and each worker uses one thread for torch and TensorFlow (two worker
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import shutil
@@ -26,7 +25,6 @@ DATA = data_root().resolve()
 IMAGENET = DATA / "imagenet-sample"
 CIFAR = DATA / CIFAR_FILE
 REFERENCE = DATA / REFERENCE_FILE
-SMALL = 64  # input side for the fast exports
 
 os.environ.setdefault("EDGE_QUIET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -102,40 +100,29 @@ def reference_weights() -> Path:
     return checked(check_sha256=True)  # an EdgeError names a missing or altered file
 
 
-def _random_inputs(mode: str, calib: int, eval_size: int):
+def _tiny(mode: str, calib: int = 8, eval_size: int = 4):
     from edge.models import ModelSpec
     from edge.pipeline import load_inputs
 
-    spec = ModelSpec(weights="random", input_size=SMALL, mode=mode)
-    return load_inputs(spec, str(IMAGENET), calib, eval_size=eval_size, recalibrate_bn=True)
-
-
-@pytest.fixture(scope="session")
-def random_inputs():
-    """fbnetv3_b with seeded random weights at 64 px, BN re-estimated on real images, 16 held out
-    (structure and fp32 parity only)."""
-    return _random_inputs("classifier", 32, 16)
-
-
-@pytest.fixture(scope="session")
-def random_embeddings():
-    return _random_inputs("embeddings", 16, 8)
-
-
-@pytest.fixture(scope="session")
-def random_features():
-    return _random_inputs("features", 16, 8)
+    spec = ModelSpec(name="test_efficientnet", weights="random", input_size=32, mode=mode)
+    return load_inputs(spec, str(IMAGENET), calib, eval_size=eval_size)
 
 
 @pytest.fixture(scope="session")
 def tiny_inputs():
     """timm's own small test network (test_efficientnet: MBConv, SE, SiLU) at 32 px, random weights:
-    for tests of plumbing (runners, transports, CLI) where the model does not matter."""
-    from edge.models import ModelSpec
-    from edge.pipeline import load_inputs
+    for tests where the network does not matter (modes, runners, transports, the CLI, I/O types)."""
+    return _tiny("classifier")
 
-    return load_inputs(ModelSpec(name="test_efficientnet", weights="random", input_size=32), str(IMAGENET), 8,
-                       eval_size=4)
+
+@pytest.fixture(scope="session")
+def tiny_embeddings():
+    return _tiny("embeddings")
+
+
+@pytest.fixture(scope="session")
+def tiny_features():
+    return _tiny("features")
 
 
 @pytest.fixture(scope="session")
@@ -152,38 +139,44 @@ def reference_inputs(reference_weights: Path):
 
 class ArtifactStore:
     """Each distinct (inputs, target, precision, quantization recipe, options) is exported and
-    verified once per session; every test file asks the store instead of exporting its own copy."""
+    verified once per session; every test file asks the store instead of exporting its own copy.
+    Artifacts sit in one folder with the report's record of recipe keys (edge/report/cache.py), in
+    the report's layout, so `edge report --artifacts store.folder` reuses them too."""
 
     def __init__(self, root: Path, request: pytest.FixtureRequest) -> None:
-        self.root, self.request = root, request
+        from edge.report.cache import ArtifactCache
+
+        self.folder, self.request = root / "artifacts", request
+        self.cache = ArtifactCache(self.folder)
         self._done: dict[str, dict[str, Any]] = {}
 
     def get(self, inputs: str, target: str, precision: str, quant: Any = None,
             options: dict[str, str] | None = None) -> dict[str, Any]:
-        """``inputs``: the name of an inputs fixture (random_inputs, reference_inputs, ...)."""
-        from edge.pipeline import export_and_verify
+        """``inputs``: the name of an inputs fixture (reference_inputs, tiny_inputs, ...)."""
+        from edge.pipeline import build_and_verify
+        from exporters import get_exporter
 
         key = repr((inputs, target, precision, quant, sorted((options or {}).items())))
         if key not in self._done:
-            out = self.root / hashlib.sha256(key.encode()).hexdigest()[:12]
             inp = self.request.getfixturevalue(inputs)
-            self._done[key] = {**export_and_verify(target, inp, precision, out, quant, options=options),
+            exporter = get_exporter(target, **(options or {}))
+            recipe = exporter.recipe(precision, quant)
+            # the report's sub-folder for the method; other options or inputs get their own
+            sub = {"int8": "ptq", "w8": "weight-only"}.get(precision, "float")
+            if options:
+                sub += "-" + "-".join(f"{k}={v}" for k, v in sorted(options.items()))
+            if inputs != "reference_inputs":
+                sub += f"-{inputs}"
+            self._done[key] = {**build_and_verify(exporter, recipe, inp, self.folder / sub, cache=self.cache),
                                "inputs": inp}
         return dict(self._done[key])
-
-
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> ArtifactStore:
-    return ArtifactStore(tmp_path_factory.mktemp("artifacts"), request)
-
-
 @pytest.fixture(scope="session")
 def session_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("session")
 
 
 @pytest.fixture(scope="session")
-def unconvertible_model(random_inputs):
+def unconvertible_model(tiny_inputs):
     """The fbnetv3_b LoadedModel with its module swapped for one built on an op (svdvals) that
     neither ONNX/onnx2tf nor coremltools converts."""
     import dataclasses
@@ -194,4 +187,4 @@ def unconvertible_model(random_inputs):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.linalg.svdvals(x.mean(1))
 
-    return dataclasses.replace(random_inputs.model, module=Svd().eval(), output_names=["s"])
+    return dataclasses.replace(tiny_inputs.model, module=Svd().eval(), output_names=["s"])

@@ -33,6 +33,8 @@ from edge.bench.formats import (
 from edge.cli import main
 from edge.errors import EdgeError
 
+pytestmark = pytest.mark.xdist_group("tiny")  # shares the store's tiny artifacts with test_native_runner.py
+
 FIXTURES = Path(__file__).parent / "fixtures" / "bench"
 CFG = BenchConfig(threads=2, runs=3, warmup=1, connect_timeout=5, run_timeout=300)
 

@@ -43,9 +43,11 @@ def test_help_of_every_command_imports_nothing_heavy(command: str) -> None:
 
 @pytest.mark.parametrize(("args", "pattern"), [
     (["export", "executorch", *TINY, "--precision", "int8"], "--calib DIR is needed"),
-    (["report", *TINY, "--targets", "executorch", "--data", "/nonexistent/images"], "does not exist"),
+    (["report", *TINY, "--targets", "executorch", "--precisions", "fp32", "--data", "/nonexistent/images"],
+     "does not exist"),
     (["bench", "/nonexistent/model.pte"], "does not exist"),
-    (["qat", *TINY, "--target", "executorch", "--data", "/nonexistent/images", "--steps", "2"], "does not exist"),
+    (["qat", *TINY, "--target", "executorch", "--data", "/nonexistent/images", "--steps", "2",
+      "--out", "/tmp/edge-never-written.pt"], "does not exist"),
     (["finetune", *TINY, "--data", "/nonexistent/images", "--out", "/tmp/edge-never-written.safetensors"],
      "does not exist"),
 ])

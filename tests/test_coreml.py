@@ -18,18 +18,19 @@ if not has("coremltools"):  # part of the pinned stack; skipped only where a use
     pytest.skip("coremltools is not installed", allow_module_level=True)
 
 ON_MAC = platform.system() == "Darwin"
-pytestmark = pytest.mark.xdist_group("coreml")
+pytestmark = pytest.mark.xdist_group("reference")  # the store's reference artifacts, shared with the report
 
 IMAGE_INPUT = {"input_type": "image"}
 
 
 @pytest.fixture(scope="session")
 def float_packages(artifacts) -> dict[str, dict]:
-    """fp16 and w8 classifiers (64 px), plus fp32 embeddings and fp16 feature maps with image input."""
-    return {"fp16": artifacts.get("random_inputs", "coreml", "fp16"),
-            "w8": artifacts.get("random_inputs", "coreml", "w8"),
-            "embeddings": artifacts.get("random_embeddings", "coreml", "fp32", options=IMAGE_INPUT),
-            "features": artifacts.get("random_features", "coreml", "fp16", options=IMAGE_INPUT)}
+    """fp16 and w8 classifiers of the reference (32 px), plus fp32 embeddings and fp16 feature maps
+    with image input of timm's small test net."""
+    return {"fp16": artifacts.get("reference_inputs", "coreml", "fp16"),
+            "w8": artifacts.get("reference_inputs", "coreml", "w8"),
+            "embeddings": artifacts.get("tiny_embeddings", "coreml", "fp32", options=IMAGE_INPUT),
+            "features": artifacts.get("tiny_features", "coreml", "fp16", options=IMAGE_INPUT)}
 
 
 def _manifest(rep: dict) -> dict:
@@ -55,9 +56,9 @@ def test_w8_package_stores_every_weight_in_int8(float_packages) -> None:
 def test_classifier_package_describes_io_labels_and_metadata(float_packages) -> None:
     man = _manifest(float_packages["fp16"])
     spec = man["spec"]
-    assert spec["inputs"] == [{"name": "image", "type": "multiArrayType", "shape": [1, 3, 64, 64], "dtype": "float32"}]
+    assert spec["inputs"] == [{"name": "image", "type": "multiArrayType", "shape": [1, 3, 32, 32], "dtype": "float32"}]
     assert [o["name"] for o in spec["outputs"]] == ["classLabel", "classLabel_probs"]
-    assert spec["labels"] is not None and len(spec["labels"]) == 1000
+    assert spec["labels"] == [str(i) for i in range(10)]  # the reference checkpoint carries no class names
     meta = spec["metadata"]
     assert meta["edge.model"] == "fbnetv3_b.ra2_in1k" and meta["edge.precision"] == "fp16"
     assert json.loads(meta["edge.preprocessing"])["mean"] == man["preprocessing"]["mean"]
@@ -67,10 +68,14 @@ def test_classifier_package_describes_io_labels_and_metadata(float_packages) -> 
 
 
 def test_embeddings_and_features_with_image_input(float_packages) -> None:
+    import torch
+
     emb, feat = _manifest(float_packages["embeddings"]), _manifest(float_packages["features"])
+    module = float_packages["embeddings"]["inputs"].model.module
+    weighted = sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in module.modules())
     assert emb["spec"]["inputs"][0]["dtype"] == "image:RGB" and emb["io"]["inputs"][0]["dtype"] == "image:RGB"
     assert [o["name"] for o in emb["spec"]["outputs"]] == ["embeddings"]
-    assert emb["spec"]["weights"] == {"const:float32": 124} and emb["spec"]["labels"] is None
+    assert emb["spec"]["weights"] == {"const:float32": weighted} and emb["spec"]["labels"] is None
     names = [o["name"] for o in feat["spec"]["outputs"]]
     assert names == ["features_s2", "features_s4", "features_s8", "features_s16", "features_s32"]
     assert [o["name"] for o in feat["io"]["outputs"]] == names
@@ -128,7 +133,8 @@ def test_w8a8_meets_usable_fidelity_thresholds(reference_coreml) -> None:
 
 
 def test_int8_for_a_deployment_target_without_activation_quantization(tmp_path: Path) -> None:
-    res = edge_main("export", "coreml", "--weights", "random", "--input-size", "64", "--precision", "int8",
+    res = edge_main("export", "coreml", "--model", "test_efficientnet", "--weights", "random", "--input-size", "32",
+                    "--precision", "int8",
                     "--deployment-target", "iOS16", "--calib", IMAGENET, "--out", tmp_path / "o")
     assert_one_line_error(res, "needs --deployment-target iOS17")
     assert not (tmp_path / "o").exists()
@@ -155,7 +161,7 @@ def test_not_a_package_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not ON_MAC, reason="Core ML predictions run only on macOS")
-def test_predictions_on_macos_match_the_simulation(float_packages, random_inputs) -> None:
+def test_predictions_on_macos_match_the_simulation(float_packages, reference_inputs) -> None:
     from edge.harness import run_session
     from edge.metrics import compare
     from edge.runtimes import runtime_for
@@ -163,6 +169,6 @@ def test_predictions_on_macos_match_the_simulation(float_packages, random_inputs
     rep = float_packages["w8"]
     for units in ("CPU_ONLY", "ALL"):
         sess = runtime_for(rep["artifact"], compute_units=units).load(Path(rep["artifact"]))
-        got = run_session(sess, random_inputs.eval_images)
-        ref = random_inputs.float_outputs
+        got = run_session(sess, reference_inputs.eval_images)
+        ref = reference_inputs.float_outputs
         assert compare(ref, got)["sqnr_db"] > 20.0

@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--device-results", type=Path, action="append", default=[],
                    help="merge `edge bench --out FILE` results as device rows (repeatable)")
     p.add_argument("--no-reuse", action="store_true", help="re-export even when a matching artifact exists")
+    p.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
+                   help="folder where artifacts are built and reused by recipe, shareable between reports "
+                        "(default: OUT/artifacts)")
     p.add_argument("--fail-on", metavar="RULES",
                    help="exit 1 when a row breaks a rule, e.g. 'top1_drop>1.0,agreement<0.98' "
                         "(metrics: top1_drop, top5_drop, top1, agreement, sqnr, kl, latency_p50, size_mb)")
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReportConfig(targets=args.targets, precisions=args.precisions, quant=quant, eval_size=args.eval_size,
                        threads=args.threads, runs=args.runs, warmup=args.warmup, sensitivity=not args.no_sensitivity,
                        keep_float_k=args.keep_float_top, reuse=not args.no_reuse, recalibrate_bn=args.recalibrate_bn,
+                       artifacts=args.artifacts,
                        qat=tuple(args.qat))
     report = run_report(model_spec(args), args.calib, args.data, args.out, cfg, args.classes, devices)
     validate(report)

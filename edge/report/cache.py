@@ -16,9 +16,10 @@ CACHE_NAME = "report-cache.json"
 
 
 class ArtifactCache:
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.path = out / CACHE_NAME
+    def __init__(self, folder: Path) -> None:
+        """``folder``: the artifacts folder; the record of recipe keys sits in it."""
+        self.out = folder
+        self.path = folder / CACHE_NAME
         try:
             self.entries: dict[str, str] = json.loads(self.path.read_text()) if self.path.is_file() else {}
         except (OSError, json.JSONDecodeError):
@@ -40,7 +41,7 @@ class ArtifactCache:
         write_json(self.path, self.entries)
 
     def _entry(self, artifact: Path) -> str:
-        """The artifact's path relative to the report folder, so a copied or moved report folder
-        keeps its cache (absolute outside it)."""
+        """The artifact's path relative to the artifacts folder, so a copied or moved folder keeps
+        its cache (absolute outside it)."""
         path, out = artifact.resolve(), self.out.resolve()
         return str(path.relative_to(out)) if path.is_relative_to(out) else str(path)

@@ -42,6 +42,7 @@ class ReportConfig:
     reuse: bool = True
     recalibrate_bn: bool = False
     qat: tuple[Path, ...] = ()  # QAT checkpoints (`edge qat --out`): one int8 "qat" row each
+    artifacts: Path | None = None  # where artifacts are built and reused (default: OUT/artifacts)
 
     def __post_init__(self) -> None:
         if self.runs < 1 or self.warmup < 0 or self.threads < 1:
@@ -75,7 +76,8 @@ class ReportRun:
                  exporters: dict[str, Any]) -> None:
         self.inputs, self.out, self.cfg, self.calib_source = inputs, out, cfg, calib_source
         self.exporters = exporters  # one per target, for every row of the report
-        self.cache = ArtifactCache(out)
+        self.artifacts = cfg.artifacts or out / "artifacts"
+        self.cache = ArtifactCache(self.artifacts)
         self.labelled = bool(inputs.eval_labels) and any(lb is not None for lb in inputs.eval_labels or [])
         self.classifier = inputs.model.spec.mode == "classifier"
 
@@ -122,18 +124,11 @@ class ReportRun:
     def _artifact(self, exporter: Any, precision: str, quant: PTQConfig | None,
                   subdir: str) -> tuple[Path, dict[str, Any], Any, bool]:
         """Export, or reuse the artifact a previous run built from the same recipe."""
-        model = self.inputs.model
-        request = exporter.request(model, exporter.recipe(precision, quant), self.inputs.calib, self.calib_source)
-        dest = self.out / "artifacts" / subdir
-        artifact = dest / exporter.filename(model, precision)
-        key = request.key()
-        manifest = self.cache.reusable(artifact, key) if self.cfg.reuse else None
-        if manifest is not None:
-            say(f"{exporter.name} {precision}: reusing {artifact} (same recipe)")
-            return artifact, manifest, exporter.reference(request), True
-        result = exporter.build(request, dest)
-        self.cache.record(result.artifact, key)
-        return result.artifact, result.manifest, result.reference, False
+        from edge.pipeline import build_or_reuse
+
+        request = exporter.request(self.inputs.model, exporter.recipe(precision, quant), self.inputs.calib,
+                                   self.calib_source)
+        return build_or_reuse(exporter, request, self.artifacts / subdir, self.cache if self.cfg.reuse else None)
 
     def _qat_artifact(self, exporter: Any, ckpt: Path, subdir: str) -> tuple[Path, dict[str, Any], Any, bool]:
         """Export the QAT model of a checkpoint (always afresh: the checkpoint is the recipe)."""
@@ -141,7 +136,7 @@ class ReportRun:
 
         recipe = exporter.recipe("int8", qat=load_qat_program(ckpt, self.inputs.model, exporter.name))
         result = exporter.build(exporter.request(self.inputs.model, recipe, self.inputs.calib),
-                                self.out / "artifacts" / subdir)
+                                self.artifacts / subdir)
         return result.artifact, result.manifest, result.reference, False
 
     def _evaluate(self, row: dict[str, Any], artifact: Path, reference: Any) -> None:
@@ -220,6 +215,8 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
     for ckpt in cfg.qat:
         input_file(ckpt, "QAT checkpoint")
     output_folder(out)
+    if cfg.artifacts is not None:
+        output_folder(cfg.artifacts)
     unknown = [p for p in cfg.precisions if not any(p in e.precisions for e in exporters.values())]
     if unknown:
         raise EdgeError(f"no target exports precision {', '.join(unknown)} "
@@ -239,6 +236,8 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
         raise EdgeError("no held-out images to evaluate on: give --data DIR (or --calib with more images "
                         "than --calib-size)")
     ensure_writable_dir(out)
+    if cfg.artifacts is not None:
+        ensure_writable_dir(cfg.artifacts)
     qat_only = {t: get_exporter(t) for _, t in qat_jobs if t not in exporters}  # rows, not sensitivity
     run = ReportRun(inputs, out, cfg, calib, {**exporters, **qat_only})
     jobs = [(t, p) for t in cfg.targets for p in cfg.precisions if p in exporters[t].precisions]
