@@ -176,14 +176,13 @@ class TFLiteExporter(Exporter):
         it = interpreter(model_path=str(dest))
         it.allocate_tensors()
         inp = it.get_input_details()[0]
-        outs = it.get_output_details()
         io = {
             "inputs": [{"name": "image", "shape": [int(s) for s in inp["shape"]], "layout": "NHWC",
                         "dtype": np.dtype(inp["dtype"]).name, "quantization": _qparams(inp)}],
             "outputs": [{"name": name, "tensor": d["name"], "shape": [int(s) for s in d["shape"]],
                          "layout": d["layout"],  # onnx2tf keeps some 4-D outputs NCHW, some NHWC
                          "dtype": np.dtype(d["dtype"]).name, "quantization": _qparams(d)}
-                        for name, d in zip(model.output_names, _match_outputs(model, program, outs), strict=True)],
+                        for name, d in zip(model.output_names, _match_outputs(model, program, it), strict=True)],
         }
         return Converted(io=io, extra={"backend": "xnnpack", "delegation": delegation(it),
                                        "onnx_rewrites": rewritten, "converter": route.converter,
@@ -273,30 +272,40 @@ def _calibration_arrays(model: LoadedModel, images: Any, work: Path) -> Path:
     return calib
 
 
-def _match_outputs(model: LoadedModel, program: Any, outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The .tflite outputs in the PyTorch model's order, matched by shape, with the layout each
-    came out in: onnx2tf drops the ONNX output names and transposes some 4-D outputs and not others."""
+def _match_outputs(model: LoadedModel, program: Any, it: Any) -> list[dict[str, Any]]:
+    """The .tflite outputs in the PyTorch model's order with the layout each came out in: onnx2tf
+    drops the ONNX output names and transposes some 4-D outputs and not others. Matched by shape;
+    where a shape reads the same in NCHW and NHWC (C = H = W), by value: the interpreter's output
+    on one example against the program's, both ways."""
+    import numpy as np
     import torch
 
+    from edge.runtimes.litert import _from_float, _to_float
+
+    example = model.example_input(1)
     with torch.no_grad():
-        ref = program(model.example_input(1))
+        ref = program(example)
     ref = list(ref) if isinstance(ref, (list, tuple)) else [ref]
+    outs = it.get_output_details()
+    inp = it.get_input_details()[0]
+    it.set_tensor(inp["index"], _from_float(example.permute(0, 2, 3, 1).numpy(), inp))
+    it.invoke()
+    values = {d["index"]: _to_float(it.get_tensor(d["index"]), d) for d in outs}
     left = list(outs)
     ordered = []
     for r in ref:
-        nchw = list(r.shape)
-        nhwc = list(r.permute(0, 2, 3, 1).shape) if r.dim() == 4 else None
-        hit = None
-        for layout, shape in (("NCHW" if r.dim() == 4 else None, nchw), ("NHWC", nhwc)):
-            hit = next((d for d in left if shape is not None and [int(v) for v in d["shape"]] == shape), None)
-            if hit is not None:
-                hit = {**hit, "layout": layout}
-                break
-        if hit is None:
+        ref_np = r.numpy()
+        candidates = [("NCHW" if r.dim() == 4 else None, ref_np)]
+        if r.dim() == 4:
+            candidates.append(("NHWC", ref_np.transpose(0, 2, 3, 1)))
+        hits = [(layout, d, float(np.abs(values[d["index"]] - want).max()))
+                for layout, want in candidates for d in left if list(d["shape"]) == list(want.shape)]
+        if not hits:
             got = [[int(v) for v in d["shape"]] for d in outs]
-            raise EdgeError(f"the .tflite has no output of shape {nchw} in NCHW or NHWC (outputs: {got})")
+            raise EdgeError(f"the .tflite has no output of shape {list(r.shape)} in NCHW or NHWC (outputs: {got})")
+        layout, hit, _ = min(hits, key=lambda h: h[2])
         left = [d for d in left if d["index"] != hit["index"]]
-        ordered.append(hit)
+        ordered.append({**hit, "layout": layout})
     return ordered
 
 

@@ -170,6 +170,13 @@ class ArtifactStore:
             self._done[key] = {**build_and_verify(exporter, recipe, inp, self.folder / sub, cache=self.cache),
                                "inputs": inp}
         return dict(self._done[key])
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> ArtifactStore:
+    return ArtifactStore(tmp_path_factory.mktemp("store"), request)
+
+
 @pytest.fixture(scope="session")
 def session_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("session")
@@ -177,7 +184,7 @@ def session_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def unconvertible_model(tiny_inputs):
-    """The fbnetv3_b LoadedModel with its module swapped for one built on an op (svdvals) that
+    """A LoadedModel with its module swapped for one built on an op (svdvals) that
     neither ONNX/onnx2tf nor coremltools converts."""
     import dataclasses
 
