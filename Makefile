@@ -27,10 +27,10 @@ sysdeps:
 	bash scripts/sysdeps.sh
 
 # Set-up first (Debian packages, the aarch64 wheel the cross-build test needs), then the suite on two
-# workers; modules sharing heavy fixtures stay on one worker (xdist_group marks, --dist loadgroup).
+# workers; modules sharing heavy fixtures stay on one worker (xdist_group marks: tests/conftest.py).
 test: $(STAMP) sysdeps
 	EDGE_PYTHON=$(PY) bash scripts/build_runner.sh fetch >/dev/null
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25 tests
+	$(PY) -m pytest -q -n 2 --durations=25 tests
 
 lint: $(STAMP)
 	bash scripts/lint.sh

@@ -2,16 +2,18 @@
 session-scoped store keyed by its recipe and is built at small input sizes; real images come from
 ../shared/data beside the project root, and int8 fidelity is judged on the trained reference there.
 
-Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), session fixtures exist once per
-worker: test modules that share heavy fixtures carry the same ``xdist_group`` mark so they run on
-one worker, and each worker uses one thread for torch and TensorFlow (two workers, two cores).
+Under pytest-xdist (`make test` runs `-n 2`), session fixtures exist once per worker: test modules
+that share heavy fixtures carry the same ``xdist_group`` mark, and the scheduler below sends each
+group to one worker; each worker uses one thread for torch and TensorFlow (two workers, two cores).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,34 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(1)
+
+
+# --- one worker per group of modules ---------------------------------------------------------------
+
+_GROUP = re.compile(r'^pytestmark = pytest\.mark\.xdist_group\("([\w-]+)"\)', re.M)
+
+
+@functools.cache
+def module_group(path: str) -> str:
+    """A test module's ``xdist_group`` (its module-level pytestmark), else the module itself."""
+    try:
+        found = _GROUP.search((ROOT / path).read_text())
+    except OSError:
+        return path
+    return f"group:{found.group(1)}" if found else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Each group of modules to one worker. Why not `--dist loadgroup`: with pytest 9 its node-id
+    suffix no longer reaches the scheduler, and the groups were silently split across workers."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return module_group(nodeid.split("::", 1)[0])
+
+    return ModuleGroups(config, log)
 
 
 # --- the CLI, in-process ----------------------------------------------------------------------------

@@ -157,6 +157,7 @@ def test_native_etdump_is_readable(host_runner: Path, native_ptes: dict[str, Pat
     from executorch.devtools import Inspector
 
     dump = session_out / "native" / "fp32.etdp"
+    dump.parent.mkdir(parents=True, exist_ok=True)  # not left to another test's fixture
     rc, res = run_native(host_runner, native_ptes["fp32"], "--runs", "3", "--warmup", "1", "--etdump", dump)
     assert rc == 0 and res["ok"], res
     inspector = Inspector(etdump_path=str(dump))

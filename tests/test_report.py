@@ -111,12 +111,12 @@ def test_gate_and_reuse(report: tuple[Path, dict], reference_weights: Path, stor
                         tmp_path: Path) -> None:
     """A second run reuses every artifact (same recipe) and the gate decides the exit status."""
     out = tmp_path / "again"
-    args = report_args(reference_weights, out, store_folder, "--targets", "executorch")
+    args = report_args(reference_weights, out, store_folder, "--targets", "executorch,tflite", "--precisions", "fp32")
     failing = edge_main(*args, "--fail-on", "agreement<1.01,latency_p50>100000")
     assert failing.returncode == 1, failing.stderr[-2000:]
-    assert "gate: FAIL" in failing.stderr and "executorch int8 ptq: agreement" in failing.stderr
+    assert "gate: FAIL" in failing.stderr and "executorch fp32 float: agreement" in failing.stderr
     rep = json.loads((out / "report.json").read_text())
-    rows = [r for r in rep["rows"] if r["target"] == "executorch"]
+    rows = [r for r in rep["rows"] if r["target"] != "pytorch"]
     assert len(rows) == 2 and all(r.get("reused") for r in rows)
     passing = edge_main(*args, "--fail-on", "sqnr<-100")
     assert passing.returncode == 0 and "gate: passed" in passing.stderr, passing.stderr[-2000:]
