@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,10 @@ from conftest import IMAGENET, ROOT, assert_one_line_error
 
 HEAVY = ("torch", "executorch", "tensorflow", "coremltools", "timm", "onnx", "torchao", "ai_edge_litert")
 TINY = ["--model", "test_efficientnet", "--weights", "random", "--input-size", "32"]  # timm's own test net
+# what the libraries print when their output reaches the console (TensorFlow, absl, ExecuTorch's
+# C++ runtime, torch's and Python's warnings)
+THIRD_PARTY = re.compile(r"^[WIEF]\d{4} |cpuinfo|TensorSpec|Saved artifact|absl|[Ww]arning|tensorflow"
+                         r"|\w+\.cpp:\d+\]")
 
 
 def commands() -> list[str]:
@@ -25,8 +30,9 @@ def commands() -> list[str]:
     return sorted(sub.choices)  # type: ignore[arg-type]
 
 
-def edge_proc(*args: str | Path, prefix: tuple[str, ...] = (), timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EDGE_QUIET": "1", "HF_HUB_OFFLINE": "1"}
+def edge_proc(*args: str | Path, prefix: tuple[str, ...] = (), timeout: int = 600,
+              quiet: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EDGE_QUIET": "1" if quiet else "0", "HF_HUB_OFFLINE": "1"}
     return subprocess.run([*prefix, sys.executable, "-m", "edge.cli", *map(str, args)], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=timeout)
 
@@ -50,6 +56,7 @@ def test_help_of_every_command_imports_nothing_heavy(command: str) -> None:
       "--out", "/tmp/edge-never-written.pt"], "does not exist"),
     (["finetune", *TINY, "--data", "/nonexistent/images", "--out", "/tmp/edge-never-written.safetensors"],
      "does not exist"),
+    (["demo", "--weights", "nope"], "invalid choice"),
 ])
 def test_bad_input_exits_2_with_one_line(args: list[str], pattern: str) -> None:
     assert args[0] in commands()
@@ -91,8 +98,12 @@ def test_export_runs_without_network(target: str, precision: str, tmp_path: Path
                            capture_output=True, text=True)
     assert probe.returncode != 0 and "unreachable" in probe.stderr.lower(), probe.stderr  # isolated indeed
     res = edge_proc("export", target, *TINY, "--precision", precision, "--calib", IMAGENET, "--calib-size", "8",
-                    "--eval-size", "4", "--out", tmp_path, "--json", prefix=prefix)
+                    "--eval-size", "4", "--out", tmp_path, "--json", prefix=prefix, quiet=False)
     assert res.returncode == 0, res.stderr[-3000:]
+    # the console carries edge's own lines only; the libraries' output went to the run's log
+    foreign = [ln for ln in res.stderr.splitlines() if THIRD_PARTY.search(ln)]
+    assert not foreign, foreign[:5]
+    assert (tmp_path / "edge-export.log").is_file()
     rep = json.loads(res.stdout)
     man = json.loads(Path(rep["manifest"]).read_text())
     assert man["target"] == target and man["precision"] == precision
