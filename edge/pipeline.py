@@ -84,8 +84,8 @@ def load_inputs(
         images = eb.images.numpy().astype(np.float32)
         labels = eb.labels if eval_set.labelled else None
         fl = run_torch(model.module, images)
-    return Inputs(model, calib_imgs, images, labels, fl, len(unreadable), unreadable, calib if calib_imgs is not None
-                  else None)
+    calib_source = calib if calib_imgs is not None else None
+    return Inputs(model, calib_imgs, images, labels, fl, len(unreadable), unreadable, calib_source)
 
 
 def export_and_verify(

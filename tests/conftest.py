@@ -184,6 +184,7 @@ class ArtifactStore:
             options: dict[str, str] | None = None) -> dict[str, Any]:
         """``inputs``: the name of an inputs fixture (reference_inputs, tiny_inputs, ...)."""
         from edge.pipeline import build_and_verify
+        from edge.report.run import method_of
         from exporters import get_exporter
 
         key = repr((inputs, target, precision, quant, sorted((options or {}).items())))
@@ -192,7 +193,7 @@ class ArtifactStore:
             exporter = get_exporter(target, **(options or {}))
             recipe = exporter.recipe(precision, quant)
             # the report's sub-folder for the method; other options or inputs get their own
-            sub = {"int8": "ptq", "w8": "weight-only"}.get(precision, "float")
+            sub = method_of(precision)
             if options:
                 sub += "-" + "-".join(f"{k}={v}" for k, v in sorted(options.items()))
             if inputs != "reference_inputs":

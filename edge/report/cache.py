@@ -18,7 +18,7 @@ CACHE_NAME = "report-cache.json"
 class ArtifactCache:
     def __init__(self, folder: Path) -> None:
         """``folder``: the artifacts folder; the record of recipe keys sits in it."""
-        self.out = folder
+        self.folder = folder
         self.path = folder / CACHE_NAME
         try:
             self.entries: dict[str, str] = json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -43,5 +43,5 @@ class ArtifactCache:
     def _entry(self, artifact: Path) -> str:
         """The artifact's path relative to the artifacts folder, so a copied or moved folder keeps
         its cache (absolute outside it)."""
-        path, out = artifact.resolve(), self.out.resolve()
-        return str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
+        path, folder = artifact.resolve(), self.folder.resolve()
+        return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
