@@ -36,12 +36,19 @@ def has(module: str) -> bool:
 _LOADS_TENSORFLOW = {"tensorflow", "coremltools", "onnx2tf", "tf_keras"}
 
 
-def require(module: str, purpose: str) -> ModuleType:
-    """Import ``module`` or raise an EdgeError naming what needs it and how to install it."""
+def installed(module: str, purpose: str) -> None:
+    """Raise an EdgeError naming what needs ``module`` and how to install it, when it is not
+    installed (nothing is imported: a cheap check before work starts)."""
     top = module.split(".")[0]
     if not has(top):
         hint = _HINTS.get(top, f"pip install {top}")
         raise EdgeError(f"{purpose} needs the Python package '{top}', which is not installed: {hint}")
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """Import ``module`` or raise an EdgeError naming what needs it and how to install it."""
+    installed(module, purpose)
+    top = module.split(".")[0]
     if top in _LOADS_TENSORFLOW and has("triton"):
         # Why: with TensorFlow 2.21 loaded first, the later import of Triton's native module
         # (torch/torchao pull it in) segfaults the process; loaded in this order both work.

@@ -62,7 +62,7 @@ def plan(weights: str) -> DemoPlan:
 
 
 def run_demo(out: Path, threads: int = 2, runs: int = 50, weights: str = "reference",
-             targets: tuple[str, ...] = ()) -> dict[str, Any]:
+             targets: tuple[str, ...] = (), workers: int = 2) -> dict[str, Any]:
     """The report on the demo's images; ``targets`` () = every registered target."""
     p = plan(weights)
     recalibrate = p.recalibrate_bn
@@ -71,7 +71,8 @@ def run_demo(out: Path, threads: int = 2, runs: int = 50, weights: str = "refere
 
         recalibrate = load_model(p.spec).weights_source.startswith("random")  # cheap: hub cache or not
     cfg = ReportConfig(targets=targets, precisions=("fp32", "int8"), quant=PTQConfig(calib_size=p.calib_size),
-                       eval_size=p.eval_size, threads=threads, runs=runs, recalibrate_bn=recalibrate)
+                       eval_size=p.eval_size, threads=threads, runs=runs, recalibrate_bn=recalibrate,
+                       workers=workers)
     report = run_report(p.spec, p.calib, p.data, out, cfg)
     if weights == "reference":
         report["weights"]["notes"].append("the trained CIFAR-10 reference of the shared data folder "

@@ -59,8 +59,10 @@ def emit(text: str) -> None:
 
 
 class _Lines:
-    """Progress as plain lines when stderr is not a terminal (CI logs, pipes): the start, about
-    every 25 %, and the end, instead of carriage-return redraws."""
+    """Progress as plain lines when stderr is not a terminal (CI logs, pipes): about every 25 %
+    once the work has run a while, and the end, instead of carriage-return redraws."""
+
+    QUIET_S = 2.0  # work done sooner than this gets only its end line
 
     def __init__(self, total: int | None, desc: str, unit: str) -> None:
         self.total, self.desc, self.unit, self.n, self.t0 = total, desc, unit, 0, time.perf_counter()
@@ -73,6 +75,8 @@ class _Lines:
     def update(self, n: int = 1) -> None:
         self.n += n
         if self.total and self.n < self.total and self.n / self.total >= self.next_mark:
+            if time.perf_counter() - self.t0 < self.QUIET_S:
+                return
             tell(f"{self.desc}: {self.n}/{self.total} {self.unit}{self.postfix}")
             self.next_mark = (int(self.n / self.total * 4) + 1) / 4
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edge._deps import installed, require
 from edge.errors import EdgeError
 from edge.io import atomic_path, ensure_writable_dir, write_json
 from edge.manifest import build_manifest, manifest_path, package_versions
@@ -104,6 +105,8 @@ class Exporter(ABC):
     """A target. What it needs is class data, read by the jobs and the registries."""
 
     name: ClassVar[str]
+    title: ClassVar[str]  # the target as messages name it ("exporting to Core ML")
+    requires: ClassVar[tuple[str, ...]] = ()  # the Python modules an export imports
     suffix: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]
     quantized_precisions: ClassVar[tuple[str, ...]] = ("int8",)
@@ -119,6 +122,9 @@ class Exporter(ABC):
     # Options of the artifact's runtime for the parity run (not recorded in the artifact).
     runtime_options: ClassVar[tuple[Option, ...]] = ()
     default_observer: ClassVar[str] = "percentile"  # activation observer when the config names none
+    # how long a build takes relative to an fp32 build of 1, by precision: orders the report's
+    # queue of parallel work (longest first)
+    build_cost: ClassVar[dict[str, float]] = {}
 
     def __init__(self, **opts: str) -> None:
         known = {o.name: o for o in self.options}
@@ -143,9 +149,11 @@ class Exporter(ABC):
         """The PyTorch program whose outputs the artifact should reproduce (default: the one converted)."""
         return program
 
-    @abstractmethod
-    def check(self) -> None:
-        """Raise EdgeError (with an install hint) when the target's tooling is missing."""
+    def check(self, import_them: bool = True) -> None:
+        """Raise EdgeError (with an install hint) when the target's tooling is missing; with
+        ``import_them`` False only whether it is installed (nothing imported: cheap)."""
+        for module in self.requires:
+            (require if import_them else installed)(module, f"exporting to {self.title}")
 
     @abstractmethod
     def convert(self, request: ExportRequest, program: Any, dest: Path) -> Converted:

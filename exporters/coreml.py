@@ -48,11 +48,14 @@ class _Normalize:
 @register
 class CoreMLExporter(Exporter):
     name = "coreml"
+    title = "Core ML"
+    requires = ("coremltools",)
     suffix = ".mlpackage"
     precisions = ("fp16", "fp32", "w8", "int8")
     quantizer = "coreml"
     qat_quantizer = "coreml"
     runtime = "coreml"
+    build_cost = {"fp32": 1.0, "int8": 4.0}  # relative, for the report's work queue
     # percentile rather than Core ML's own min/max ranges: outliers would set the scale (README: the figures)
     default_observer = "percentile"
     versions = ("torch", "coremltools", "executorch", "timm")
@@ -65,9 +68,6 @@ class CoreMLExporter(Exporter):
     runtime_options = (
         Option("compute_units", "ALL", COMPUTE_UNITS, "Core ML compute units for the parity run on macOS"),
     )
-
-    def check(self) -> None:
-        require("coremltools", "exporting to Core ML")
 
     def validate(self, precision: str, quant: PTQConfig | None) -> None:
         target = self.opts["deployment_target"]

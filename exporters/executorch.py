@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edge._deps import require
 from edge.models import LoadedModel
 from exporters import register
 from exporters.base import Converted, Exporter, ExportRequest
@@ -63,17 +62,17 @@ def xnnpack_partitioner() -> Any:
 @register
 class ExecuTorchExporter(Exporter):
     name = "executorch"
+    title = "ExecuTorch"
+    requires = ("executorch.exir",)
     suffix = ".pte"
     precisions = ("fp32", "int8")
     quantizer = "xnnpack"
     qat_quantizer = "xnnpack"
     runtime = "executorch"
+    build_cost = {"fp32": 3.0, "int8": 6.0}  # relative, for the report's work queue
     # percentile: a few outliers would set the int8 scale of a min/max range (README: the figures)
     default_observer = "percentile"
     versions = ("torch", "executorch", "torchao", "timm")
-
-    def check(self) -> None:
-        require("executorch.exir", "exporting to ExecuTorch")
 
     def convert(self, request: ExportRequest, program: Any, dest: Path) -> Converted:
         import torch

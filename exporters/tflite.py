@@ -80,12 +80,15 @@ def _route(precision: str, opts: dict[str, str]) -> _Route:
 @register
 class TFLiteExporter(Exporter):
     name = "tflite"
+    title = "TFLite"
+    requires = ("onnx", "onnx2tf", "tensorflow")
     suffix = ".tflite"
     precisions = ("fp32", "fp16", "int8")
     calibrates_itself = True  # the TFLite converter calibrates on our images itself
     # XNNPACK's scheme is TFLite's (int8 asymmetric activations, symmetric per-channel weights)
     qat_quantizer = "xnnpack"
     runtime = "litert"
+    build_cost = {"fp32": 1.0, "int8": 2.0}  # relative, for the report's work queue
     default_observer = "percentile"
     versions = ("torch", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert", "timm")
     options = (
@@ -94,11 +97,6 @@ class TFLiteExporter(Exporter):
                "int8 hard-swish/hard-sigmoid: xnnpack = rewritten so XNNPACK runs them in int8; "
                "onnx2tf = its default (they fall back to TFLite kernels)"),
     )
-
-    def check(self) -> None:
-        require("onnx", "exporting to TFLite")
-        require("onnx2tf", "exporting to TFLite")
-        require("tensorflow", "exporting to TFLite")
 
     def effective_config(self, config: PTQConfig) -> PTQConfig:
         """onnx2tf's own int8 (--int8-lowering onnx2tf) is full-integer with min/max ranges."""

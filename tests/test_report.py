@@ -85,6 +85,9 @@ def test_report_markdown_and_plots(report: tuple[Path, dict]) -> None:
     out, rep = report
     md = (out / "report.md").read_text()
     assert md.count("\n| ") >= len(rep["rows"]) + 1
+    # where the time went, in the header: a figure per stage
+    assert {"inputs", "work", "timing"} <= set(rep["stage_seconds"]) and "model and images" in md
+    assert sum(rep["stage_seconds"].values()) <= rep["seconds"] + 0.5
     table = [ln for ln in md.splitlines() if ln.startswith("| ")]
     assert len(table) >= len(rep["rows"]) + 1  # header + a line per row (and the sensitivity tables)
     for name in ("accuracy_latency", "size"):
@@ -118,8 +121,14 @@ def test_gate_and_reuse(report: tuple[Path, dict], reference_weights: Path, stor
     rep = json.loads((out / "report.json").read_text())
     rows = [r for r in rep["rows"] if r["target"] != "pytorch"]
     assert len(rows) == 2 and all(r.get("reused") for r in rows)
-    passing = edge_main(*args, "--fail-on", "sqnr<-100")
+    assert rep["workers"] == 2  # the checks ran side by side
+    passing = edge_main(*args, "--fail-on", "sqnr<-100", "--workers", "1")
     assert passing.returncode == 0 and "gate: passed" in passing.stderr, passing.stderr[-2000:]
+    serial = json.loads((out / "report.json").read_text())
+    assert serial["workers"] == 1
+    figures = ("top1", "agreement_top1", "logit_sqnr_db", "size_bytes", "artifact")
+    for a, b in zip(rep["rows"], serial["rows"], strict=True):  # workers change no figure
+        assert {k: a[k] for k in figures} == {k: b[k] for k in figures}, (a, b)
     bad = edge_main(*args, "--fail-on", "accuracy>>1")
     assert bad.returncode == 2 and "--fail-on: cannot read" in bad.stderr
 

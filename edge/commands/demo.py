@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="comma-separated targets (default: every registered target)")
     demo.add_argument("--threads", type=int, default=2)
     demo.add_argument("--runs", type=int, default=50)
+    demo.add_argument("--workers", type=int, default=2, help="processes building the artifacts side by side")
     demo.set_defaults(func=run)
 
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.report.schema import validate
 
     plan(args.weights)  # missing data fails before the report starts
-    report = run_demo(args.out, args.threads, args.runs, args.weights, args.targets)
+    report = run_demo(args.out, args.threads, args.runs, args.weights, args.targets, args.workers)
     validate(report)
     paths = write_outputs(report, args.out)
     emit(to_markdown(report))

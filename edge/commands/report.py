@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="add an int8 row exported from this QAT checkpoint (`edge qat --out`; repeatable)")
     p.add_argument("--device-results", type=Path, action="append", default=[],
                    help="merge `edge bench --out FILE` results as device rows (repeatable)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="processes building missing artifacts side by side; latency is timed after (default: 2)")
     p.add_argument("--no-reuse", action="store_true", help="re-export even when a matching artifact exists")
     p.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
                    help="folder where artifacts are built and reused by recipe, shareable between reports "
@@ -65,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReportConfig(targets=args.targets, precisions=args.precisions, quant=quant, eval_size=args.eval_size,
                        threads=args.threads, runs=args.runs, warmup=args.warmup, sensitivity=not args.no_sensitivity,
                        keep_float_k=args.keep_float_top, reuse=not args.no_reuse, recalibrate_bn=args.recalibrate_bn,
-                       artifacts=args.artifacts,
-                       qat=tuple(args.qat))
+                       artifacts=args.artifacts, workers=args.workers, qat=tuple(args.qat))
     report = run_report(model_spec(args), args.calib, args.data, args.out, cfg, args.classes, devices)
     validate(report)
     paths = write_outputs(report, args.out)

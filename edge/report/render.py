@@ -55,6 +55,16 @@ def _float_p50(report: dict[str, Any]) -> float | None:
     return ((ref or {}).get("latency_ms") or {}).get("p50")
 
 
+def _stages(report: dict[str, Any]) -> str:
+    """Where the report's time went: the header's per-stage seconds."""
+    st, workers = report.get("stage_seconds") or {}, report.get("workers") or 1
+    names = {"inputs": "model and images",
+             "work": "exports, checks and sensitivity" + (f" on {workers} processes" if workers > 1 else ""),
+             "timing": "timing", "qat_and_keep_float": "QAT and kept-float rows"}
+    parts = [f"{names.get(k, k)} {v} s" for k, v in st.items() if v or k in ("work", "timing")]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def header_lines(report: dict[str, Any]) -> list[str]:
     m, w, d, h = report["model"], report["weights"], report["data"], report["host"]
     s = report["settings"]
@@ -65,7 +75,7 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         + ("" if d["labelled"] else " (no labels: top-1/top-5 not measured)"),
         f"host: {h['cpu']}, {h['cores']} cores, {h['os']}; batch 1, {s['threads']} threads, "
         f"median of {s['runs']} runs after {s['warmup']} warm-up",
-        f"report took {report['seconds']} s",
+        f"report took {report['seconds']} s" + _stages(report),
     ]
     if str(w["source"]).startswith("random"):
         lines.insert(2, "WARNING: random weights — accuracy figures say nothing about the model; "

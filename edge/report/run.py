@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError, first_line
-from edge.harness import latency, verify_artifact
+from edge.harness import Verification, latency
 from edge.io import ensure_writable_dir
 from edge.manifest import package_versions
 from edge.models import ModelSpec, check_spec
 from edge.pipeline import Inputs, load_inputs
 from edge.progress import say
+from edge.report.build import Held, Judged, Task, export_and_check, run_tasks
 from edge.report.cache import ArtifactCache
 from edge.report.schema import SCHEMA, add_note, empty_row, finite
+from edge.report.sensitivity import layer_sensitivity
 from edge.runtimes import runtime_for
 from edge.validate import at_least, image_args, input_file, output_folder
 from quantize.config import PTQConfig
@@ -43,14 +45,20 @@ class ReportConfig:
     recalibrate_bn: bool = False
     qat: tuple[Path, ...] = ()  # QAT checkpoints (`edge qat --out`): one int8 "qat" row each
     artifacts: Path | None = None  # where artifacts are built and reused (default: OUT/artifacts)
+    workers: int = 2  # processes building the missing artifacts side by side (1: in the report's own)
 
     def __post_init__(self) -> None:
-        if self.runs < 1 or self.warmup < 0 or self.threads < 1:
-            raise EdgeError("--runs and --threads must be at least 1, --warmup at least 0")
+        if self.runs < 1 or self.warmup < 0 or self.threads < 1 or self.workers < 1:
+            raise EdgeError("--runs, --threads and --workers must be at least 1, --warmup at least 0")
         if self.keep_float_k < 0:
             raise EdgeError("--keep-float-top must be 0 or more")
         if self.keep_float_k and not self.sensitivity:
             raise EdgeError("--keep-float-top needs the sensitivity analysis (drop --no-sensitivity)")
+
+
+# queue order beside Exporter.build_cost (an fp32 build of a target is 1)
+SENSITIVITY_COST = 1.5
+REUSE_COST = 0.5  # a reused artifact: its check, and the quantized program it is compared with
 
 
 def method_of(precision: str) -> str:
@@ -69,8 +77,16 @@ def host_facts() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(), "arch": platform.machine()}
 
 
+Job = tuple[str, str, "PTQConfig | None", str]  # target, precision, quantization config, artifacts sub-folder
+# a row made after the main ones (QAT, kept-float): (target, precision, method), its task, a note
+Later = tuple[tuple[str, str, str], "Task | EdgeError", "str | None"]
+
+
 class ReportRun:
-    """State shared by the rows of one report: inputs, float outputs, cache, output folder."""
+    """State shared by the rows of one report: inputs, float outputs, cache, output folder.
+
+    A row is two steps: its work (export or reuse, then the check on the runtime: a Task, run on
+    a worker or here) and its timing (here, after every task is done)."""
 
     def __init__(self, inputs: Inputs, out: Path, cfg: ReportConfig, calib_source: str | None,
                  exporters: dict[str, Any]) -> None:
@@ -80,6 +96,74 @@ class ReportRun:
         self.cache = ArtifactCache(self.artifacts)
         self.labelled = bool(inputs.eval_labels) and any(lb is not None for lb in inputs.eval_labels or [])
         self.classifier = inputs.model.spec.mode == "classifier"
+
+    # -- the work: tasks ------------------------------------------------------------------------
+    def held(self) -> Held:
+        inp = self.inputs
+        assert inp.eval_images is not None and inp.float_outputs is not None
+        return Held(inp.eval_images, inp.eval_labels, inp.float_outputs)
+
+    def row_task(self, target: str, precision: str, quant: PTQConfig | None, subdir: str) -> Task:
+        """The row's export (or the reuse of the artifact an earlier run built from the same recipe)
+        and its check; an unbuildable recipe raises EdgeError here, before any work."""
+        exporter = self.exporters[target]
+        exporter.check(import_them=False)  # the worker imports the tooling; a missing one is a row's note now
+        request = exporter.request(self.inputs.model, exporter.recipe(precision, quant), self.inputs.calib,
+                                   self.calib_source)
+        dest = self.artifacts / subdir
+        artifact = dest / exporter.filename(request.model, precision)
+        manifest = self.cache.reusable(artifact, request.key()) if self.cfg.reuse else None
+        if manifest is not None:
+            say(f"{target} {precision}: reusing {artifact} (same recipe)")
+        cost = REUSE_COST if manifest is not None else exporter.build_cost.get(precision, 1.0)
+        return Task(f"{target} {precision}", export_and_check, (exporter, request, dest, manifest, self.held()),
+                    cost)
+
+    def qat_task(self, target: str, ckpt: Path, subdir: str) -> Task:
+        """The int8 row of a QAT checkpoint (exported afresh: the checkpoint is the recipe)."""
+        from edge.qat import load_qat_program
+
+        exporter = self.exporters[target]
+        exporter.check(import_them=False)
+        recipe = exporter.recipe("int8", qat=load_qat_program(ckpt, self.inputs.model, exporter.name))
+        request = exporter.request(self.inputs.model, recipe, self.inputs.calib)
+        return Task(f"{target} int8 (qat)", export_and_check,
+                    (exporter, request, self.artifacts / subdir, None, self.held()))
+
+    def sensitivity_task(self, quantizer: str, qcfg: PTQConfig) -> Task:
+        inp = self.inputs
+        return Task(f"sensitivity ({quantizer})", _sensitivity,
+                    (inp.model, inp.calib, inp.eval_images, inp.float_outputs, quantizer, qcfg), SENSITIVITY_COST)
+
+    def rows(self, specs: list[tuple[str, str, str]], tasks: list[Task | EdgeError], answers: list[Any],
+             ) -> list[dict[str, Any]]:
+        """The rows of ``specs`` (target, precision, method) from their tasks' answers, each timed
+        now (a recipe that failed before any work is a row with the reason)."""
+        rows, done = [], iter(answers)
+        for i, ((target, precision, method), task) in enumerate(zip(specs, tasks, strict=True), 1):
+            row = empty_row(target, precision, method)
+            if isinstance(task, EdgeError):
+                add_note(row, f"not exported: {first_line(task)}")
+            else:
+                say(f"[{i}/{len(specs)}] timing {target} {precision}" + ("" if method in ("float", "ptq")
+                                                                         else f" ({method})"))
+                self.finish(row, next(done))
+            rows.append(row)
+        return rows
+
+    def finish(self, row: dict[str, Any], judged: Judged) -> None:
+        built = judged.built
+        if built.error is not None:
+            add_note(row, f"not exported: {first_line(built.error)}")
+            return
+        assert built.artifact is not None and built.manifest is not None and judged.verification is not None
+        if not judged.reused and self.cfg.reuse and row["method"] != "qat":
+            self.cache.record(built.artifact, judged.key)
+        m = built.manifest
+        row.update(artifact=str(built.artifact), size_bytes=m["size_bytes"], export_s=m["export_seconds"],
+                   reused=judged.reused, delegation=m.get("delegation"))
+        self._evaluate(row, judged.verification)
+        self._latency(row, built.artifact)
 
     # -- rows ---------------------------------------------------------------------------------
     def float_row(self) -> dict[str, Any]:
@@ -101,49 +185,7 @@ class ReportRun:
         row["latency_ms"] = self._time(sess, "pytorch fp32")
         return row
 
-    def artifact_row(self, target: str, precision: str, method: str, quant: PTQConfig | None,
-                     subdir: str, qat: Path | None = None) -> dict[str, Any]:
-        row = empty_row(target, precision, method)
-        exporter = self.exporters[target]
-        try:
-            exporter.check()
-            if qat is not None:
-                artifact, manifest, reference, reused = self._qat_artifact(exporter, qat, subdir)
-            else:
-                artifact, manifest, reference, reused = self._artifact(exporter, precision, quant, subdir)
-        except EdgeError as exc:
-            add_note(row, f"not exported: {first_line(exc)}")
-            return row
-        row.update(artifact=str(artifact), size_bytes=manifest["size_bytes"], export_s=manifest["export_seconds"],
-                   reused=reused, delegation=manifest.get("delegation"))
-        self._evaluate(row, artifact, reference)
-        self._latency(row, artifact)
-        return row
-
-    # -- steps --------------------------------------------------------------------------------
-    def _artifact(self, exporter: Any, precision: str, quant: PTQConfig | None,
-                  subdir: str) -> tuple[Path, dict[str, Any], Any, bool]:
-        """Export, or reuse the artifact a previous run built from the same recipe."""
-        from edge.pipeline import build_or_reuse
-
-        request = exporter.request(self.inputs.model, exporter.recipe(precision, quant), self.inputs.calib,
-                                   self.calib_source)
-        return build_or_reuse(exporter, request, self.artifacts / subdir, self.cache if self.cfg.reuse else None)
-
-    def _qat_artifact(self, exporter: Any, ckpt: Path, subdir: str) -> tuple[Path, dict[str, Any], Any, bool]:
-        """Export the QAT model of a checkpoint (always afresh: the checkpoint is the recipe)."""
-        from edge.qat import load_qat_program
-
-        recipe = exporter.recipe("int8", qat=load_qat_program(ckpt, self.inputs.model, exporter.name))
-        result = exporter.build(exporter.request(self.inputs.model, recipe, self.inputs.calib),
-                                self.artifacts / subdir)
-        return result.artifact, result.manifest, result.reference, False
-
-    def _evaluate(self, row: dict[str, Any], artifact: Path, reference: Any) -> None:
-        inp = self.inputs
-        assert inp.eval_images is not None
-        ver = verify_artifact(inp.model, artifact, reference, inp.eval_images, inp.eval_labels,
-                              inp.float_outputs, self.cfg.threads)
+    def _evaluate(self, row: dict[str, Any], ver: Verification) -> None:
         vf = ver.vs_float
         row.update(top1=vf["top1"], top5=vf["top5"], agreement_top1=vf["agreement_top1"], kl=vf["kl"],
                    logit_sqnr_db=finite(vf["sqnr_db"]), max_abs_diff=vf["max_abs_diff"], measured=ver.measured)
@@ -183,6 +225,21 @@ class ReportRun:
         assert images is not None
         lat = latency(session, images[:1], self.cfg.runs, self.cfg.warmup, self.cfg.threads, desc=f"timing {desc}")
         return {k: lat[k] for k in ("p50", "p90", "min", "runs", "threads")}
+
+
+def _sensitivity(*args: Any, threads: int) -> list[dict[str, Any]]:
+    """layer_sensitivity as a task (it runs on the threads of the process it runs in)."""
+    return layer_sensitivity(*args)
+
+
+def _tasks(run: ReportRun, jobs: list[Job]) -> list[Task | EdgeError]:
+    out: list[Task | EdgeError] = []
+    for target, precision, quant, subdir in jobs:
+        try:
+            out.append(run.row_task(target, precision, quant, subdir))
+        except EdgeError as exc:
+            out.append(exc)
+    return out
 
 
 def _quantizers(exporters: dict[str, Any]) -> dict[str, list[str]]:
@@ -240,30 +297,43 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
         ensure_writable_dir(cfg.artifacts)
     qat_only = {t: get_exporter(t) for _, t in qat_jobs if t not in exporters}  # rows, not sensitivity
     run = ReportRun(inputs, out, cfg, calib, {**exporters, **qat_only})
-    jobs = [(t, p) for t in cfg.targets for p in cfg.precisions if p in exporters[t].precisions]
     skipped = [f"{t} {p}" for t in cfg.targets for p in cfg.precisions if p not in exporters[t].precisions]
     for s in skipped:
         say(f"{s}: not a precision this target exports; skipped")
-    say(f"[float] PyTorch on {len(inputs.eval_images)} images")
-    rows = [run.float_row()]
-    for i, (target, precision) in enumerate(jobs, 1):
-        say(f"[{i}/{len(jobs)}] {target} {precision}")
-        q = cfg.quant if precision in exporters[target].quantized_precisions else None
-        rows.append(run.artifact_row(target, precision, method_of(precision), q, method_of(precision)))
-    for ckpt, target in qat_jobs:
-        say(f"[qat] {target} int8 from {ckpt}")
-        rows.append(run.artifact_row(target, "int8", "qat", None, "qat", qat=ckpt))
-    sensitivity: dict[str, Any] = {}
-    if cfg.sensitivity and "int8" in cfg.precisions and inputs.float_outputs is not None:
-        from edge.report.sensitivity import layer_sensitivity
-
-        for quantizer, users in _quantizers(exporters).items():
-            say(f"[sensitivity] each layer alone quantized by the {quantizer} quantizer ({', '.join(users)})")
-            qcfg = exporters[users[0]].resolve_config(cfg.quant)
-            sensitivity[quantizer] = {"targets": users, "layers": layer_sensitivity(
-                inputs.model, inputs.calib, inputs.eval_images, inputs.float_outputs, quantizer, qcfg)}
-        if cfg.keep_float_k:
-            rows += _keep_float_rows(run, cfg, sensitivity)
+    stages = {"inputs": time.perf_counter() - t_start}
+    jobs: list[Job] = [(t, p, cfg.quant if p in exporters[t].quantized_precisions else None, method_of(p))
+                       for t in cfg.targets for p in cfg.precisions if p in exporters[t].precisions]
+    users = _quantizers(exporters)
+    analyses = []
+    if cfg.sensitivity and "int8" in cfg.precisions:
+        analyses = [(q, exporters[ts[0]].resolve_config(cfg.quant)) for q, ts in users.items()]
+    tasks = _tasks(run, jobs)
+    extra = [run.sensitivity_task(q, qcfg) for q, qcfg in analyses]
+    work = [t for t in tasks if isinstance(t, Task)] + extra
+    workers = max(1, min(cfg.workers, len(work)))
+    answers = run_tasks(work, workers, cfg.threads)
+    stages["work"] = time.perf_counter() - t_start - sum(stages.values())
+    say(f"[float] timing PyTorch on {len(inputs.eval_images)} images")
+    rows = [run.float_row()] + run.rows([(t, p, method_of(p)) for t, p, _, _ in jobs], tasks, answers)
+    stages["timing"] = time.perf_counter() - t_start - sum(stages.values())
+    layers = answers[len(answers) - len(extra):]
+    sensitivity = {q: {"targets": users[q], "layers": lay} for (q, _), lay in zip(analyses, layers, strict=True)}
+    later: list[Later] = []
+    for ckpt, target in qat_jobs:  # exported afresh, after the rest (they share no work)
+        try:
+            later.append(((target, "int8", "qat"), run.qat_task(target, ckpt, "qat"), None))
+        except EdgeError as exc:
+            later.append(((target, "int8", "qat"), exc, None))
+    if cfg.keep_float_k and sensitivity:
+        later += _keep_float_tasks(run, cfg, sensitivity)
+    if later:
+        todo = [t for _, t, _ in later]
+        done = run_tasks([t for t in todo if isinstance(t, Task)], 1, cfg.threads)
+        rows += run.rows([spec for spec, _, _ in later], todo, done)
+        for row, (_, _, note) in zip(rows[-len(later):], later, strict=True):
+            if note:
+                add_note(row, note)
+    stages["qat_and_keep_float"] = time.perf_counter() - t_start - sum(stages.values())
     if device_results:
         from edge.report.devices import device_rows
 
@@ -285,22 +355,26 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
         "sensitivity": sensitivity,
         "skipped": skipped,
         "seconds": round(time.perf_counter() - t_start, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+        "workers": workers,
     }
     return report
 
 
-def _keep_float_rows(run: ReportRun, cfg: ReportConfig, sensitivity: dict[str, Any]) -> list[dict[str, Any]]:
+def _keep_float_tasks(run: ReportRun, cfg: ReportConfig, sensitivity: dict[str, Any]) -> list[Later]:
     """The K most sensitive layers of each quantizer kept float: the accuracy/latency trade-off."""
     from quantize.ptq import subtree_patterns
 
-    rows = []
+    out: list[Later] = []
     for info in sensitivity.values():
         worst = [r["layer"] for r in info["layers"][: cfg.keep_float_k]]
         q = dataclasses.replace(cfg.quant, keep_float=cfg.quant.keep_float + subtree_patterns(worst))
         method = f"ptq+float{cfg.keep_float_k}"
         for target in info["targets"]:
-            say(f"[{method}] {target} int8 with {', '.join(worst)} kept float")
-            row = run.artifact_row(target, "int8", method, q, f"ptq-float{cfg.keep_float_k}")
-            add_note(row, f"kept float: {', '.join(worst)}")
-            rows.append(row)
-    return rows
+            spec, note = (target, "int8", method), f"kept float: {', '.join(worst)}"
+            try:
+                task = run.row_task(target, "int8", q, f"ptq-float{cfg.keep_float_k}")
+                out.append((spec, dataclasses.replace(task, label=f"{target} int8, {note}"), note))
+            except EdgeError as exc:
+                out.append((spec, exc, note))
+    return out
