@@ -28,10 +28,12 @@ def store_folder(artifacts) -> Path:
 
 def report_args(weights: Path, out: Path, store: Path, *extra: str) -> list[str]:
     """The store's reference recipe (256 calibration images of cifar10/train, the default int8
-    config), so the report and the target tests share every artifact."""
+    config), so the report and the target tests share every artifact. One process: the suite's
+    two xdist workers already fill the two cores (test_gate_and_reuse runs the workers' path)."""
     return ["report", "--weights", str(weights), "--input-size", "32", "--calib", f"{CIFAR}::cifar10/train",
             "--calib-size", "256", "--data", f"{CIFAR}::cifar10/test", "--eval-size", "64", "--runs", "5",
-            "--warmup", "1", "--no-sensitivity", "--artifacts", str(store), "--out", str(out), *extra]
+            "--warmup", "1", "--no-sensitivity", "--artifacts", str(store), "--out", str(out), "--workers", "1",
+            *extra]
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +117,7 @@ def test_gate_and_reuse(report: tuple[Path, dict], reference_weights: Path, stor
     """A second run reuses every artifact (same recipe) and the gate decides the exit status."""
     out = tmp_path / "again"
     args = report_args(reference_weights, out, store_folder, "--targets", "executorch,tflite", "--precisions", "fp32")
-    failing = edge_main(*args, "--fail-on", "agreement<1.01,latency_p50>100000")
+    failing = edge_main(*args, "--fail-on", "agreement<1.01,latency_p50>100000", "--workers", "2")
     assert failing.returncode == 1, failing.stderr[-2000:]
     assert "gate: FAIL" in failing.stderr and "executorch fp32 float: agreement" in failing.stderr
     rep = json.loads((out / "report.json").read_text())

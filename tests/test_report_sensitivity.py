@@ -18,7 +18,8 @@ def sens_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("sens")
     res = edge_main("report", "--model", "test_efficientnet", "--weights", "random", "--input-size", "32",
                     "--calib", IMAGENET, "--calib-size", "16", "--eval-size", "16", "--targets", "executorch,coreml",
-                    "--precisions", "int8", "--keep-float-top", "1", "--runs", "3", "--warmup", "1", "--out", out)
+                    "--precisions", "int8", "--keep-float-top", "1", "--runs", "3", "--warmup", "1",
+                    "--workers", "1", "--out", out)
     assert res.returncode == 0, res.stderr[-3000:]
     return out, json.loads((out / "report.json").read_text())
 

@@ -1,0 +1,180 @@
+"""Benchmark (not a test): edge's artifacts beside the peers' default flows, exported from the same
+model in one run, each timed on its real runtime and judged against float on the same images.
+
+Rows: edge ExecuTorch fp32/int8 and TFLite fp32/int8; ExecuTorch's stock PT2E flow (XNNPACKQuantizer,
+per-channel, default XnnpackPartitioner); onnx2tf's own int8 (`-oiqt`: its quantizer on the stock
+ONNX graph, calibrated on the same images); `timmx export executorch --mode fp32/int8` when timmx is
+installed (skipped with a note otherwise). The model is the trained reference of the shared data
+folder; calibration on cifar10/train, fidelity on held-out cifar10/test.
+
+Latency: batch 1, same threads and input, warm-up then the median of --runs, in --rounds
+interleaved rounds (every artifact once per round), so the rows are side by side on one host.
+Also prints which int8 dot-product instructions the host has, and the ratios ExecuTorch/LiteRT and
+int8/fp32 per runtime.
+
+    .venv/bin/python benchmarks/bench_peers.py [--input-size 224] [--calib-size 256] [--eval-size 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_executorch import stock_int8_pte
+
+from edge.bench.host import int8_outlook
+from edge.harness import latency, verify_artifact
+from edge.models import ModelSpec
+from edge.pipeline import Inputs, export_and_verify, load_inputs
+from edge.reference import REFERENCE_INPUT, cifar, reference_weights
+from edge.runtimes import runtime_for
+from quantize import PTQConfig
+
+
+def stock_fp32_pte(inputs: Inputs, dest: Path) -> Path:
+    """ExecuTorch's stock fp32 flow: torch.export, the default XnnpackPartitioner."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    ep = torch.export.export(inputs.model.module, (inputs.model.example_input(1),))
+    dest.write_bytes(to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+    return dest
+
+
+def timmx_pte(inputs: Inputs, weights: Path, mode: str, work: Path) -> tuple[Path | None, str]:
+    """`timmx export executorch` as its README runs it; (None, why) when timmx is not installed."""
+    exe = shutil.which("timmx") or (str(Path(sys.executable).parent / "timmx")
+                                     if (Path(sys.executable).parent / "timmx").exists() else None)
+    if exe is None:
+        return None, "timmx not installed (pip install timmx): rows skipped"
+    import torch
+
+    dest = work / f"timmx-{mode}.pte"
+    _, c, h, w = inputs.model.input_shape
+    cmd = [exe, "export", "executorch", inputs.model.spec.name, "--checkpoint", str(weights),
+           "--num-classes", str(inputs.model.num_classes), "--input-size", str(c), str(h), str(w),
+           "--mode", mode, "--output", str(dest)]
+    if mode == "int8":
+        calib = work / "timmx-calib.pt"
+        torch.save(inputs.calib.contiguous(), calib)
+        cmd += ["--calibration-data", str(calib)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0 or not dest.is_file():
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["no message"]
+        return None, f"timmx --mode {mode} failed (exit {res.returncode}): {tail[0]}"
+    return dest, ""
+
+
+def fidelity(inputs: Inputs, artifact: Path, threads: int) -> dict[str, Any]:
+    assert inputs.eval_images is not None
+    return verify_artifact(inputs.model, artifact, None, inputs.eval_images, inputs.eval_labels,
+                           inputs.float_outputs, threads).vs_float
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input-size", type=int, default=224, help="latency input side (the reference trained at 32)")
+    ap.add_argument("--calib-size", type=int, default=256)
+    ap.add_argument("--eval-size", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    a = ap.parse_args()
+
+    weights = reference_weights()
+    spec = ModelSpec(name="fbnetv3_b", weights=str(weights), input_size=a.input_size or REFERENCE_INPUT)
+    t0 = time.perf_counter()
+    inputs = load_inputs(spec, cifar("train"), a.calib_size, cifar("test"), a.eval_size, require_calib=True)
+    quant = PTQConfig(calib_size=a.calib_size)
+    artifacts: dict[str, Path] = {}
+    export_s: dict[str, float] = {}
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
+        work = Path(tmp)
+
+        def timed(name: str, make: Any) -> None:
+            t = time.perf_counter()
+            path = make()
+            export_s[name] = time.perf_counter() - t
+            if path is not None:
+                artifacts[name] = Path(path)
+
+        for target in ("executorch", "tflite"):
+            for precision in ("fp32", "int8"):
+                timed(f"edge {target} {precision}", lambda t=target, p=precision: export_and_verify(
+                    t, inputs, p, work / f"edge-{t}", quant if p == "int8" else None, a.threads)["artifact"])
+        timed("ExecuTorch stock fp32", lambda: stock_fp32_pte(inputs, work / "stock-fp32.pte"))
+        timed("ExecuTorch stock int8", lambda: stock_int8_pte(inputs, work / "stock-int8.pte"))
+        timed("onnx2tf -oiqt int8", lambda: export_and_verify(
+            "tflite", inputs, "int8", work / "onnx2tf", quant, a.threads,
+            options={"int8_lowering": "onnx2tf"})["artifact"])
+        for mode in ("fp32", "int8"):
+            def make(m: str = mode) -> Path | None:
+                path, why = timmx_pte(inputs, weights, m, work)
+                if why:
+                    notes.append(why)
+                return path
+            timed(f"timmx executorch {mode}", make)
+        fid = {name: fidelity(inputs, path, a.threads) for name, path in artifacts.items()}
+        sessions = {name: runtime_for(path).load(path, threads=a.threads) for name, path in artifacts.items()}
+        assert inputs.eval_images is not None
+        x = inputs.eval_images[:1]
+        p50s: dict[str, list[float]] = {name: [] for name in sessions}
+        for _ in range(a.rounds):  # interleaved: every artifact once per round
+            for name, sess in sessions.items():
+                p50s[name].append(latency(sess, x, a.runs, 10, a.threads)["p50"])
+    p50 = {name: statistics.median(v) for name, v in p50s.items()}
+
+    found, outlook = int8_outlook()
+    print(f"fbnetv3_b (trained reference, {inputs.model.weights_source}), input {list(inputs.model.input_shape)}, "
+          f"batch 1, {a.threads} threads, median of {a.runs} runs x {a.rounds} interleaved rounds; fidelity on "
+          f"{len(inputs.eval_images)} held-out CIFAR-10 test images (float top-1 "
+          f"{_pct(next(iter(fid.values()))['ref_top1'])})")
+    print(f"host int8 instructions: {', '.join(found) or 'none'} — {outlook}")
+    print(f"\n{'flow':28}{'p50 ms':>9}{'rounds':>16}{'export s':>10}{'SQNR dB':>9}{'agree':>8}{'top-1':>8}")
+    for name in artifacts:
+        f = fid[name]
+        rounds = "/".join(f"{v:.2f}" for v in p50s[name])
+        print(f"{name:28}{p50[name]:9.2f}{rounds:>16}{export_s[name]:10.1f}{_db(f['sqnr_db']):>9}"
+              f"{_pct(f['agreement_top1']):>8}{_pct(f['top1']):>8}")
+    for note in notes:
+        print(f"note: {note}")
+    ratios = {}
+    for prec in ("fp32", "int8"):
+        et, tfl = p50.get(f"edge executorch {prec}"), p50.get(f"edge tflite {prec}")
+        if et and tfl:
+            ratios[f"executorch/litert {prec}"] = et / tfl
+    for rt in ("executorch", "tflite"):
+        f32, i8 = p50.get(f"edge {rt} fp32"), p50.get(f"edge {rt} int8")
+        if f32 and i8:
+            ratios[f"{rt} int8 speed-up over fp32"] = f32 / i8
+    print("\n" + "\n".join(f"{k}: {v:.2f}x" for k, v in ratios.items()))
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s")
+    if a.json:
+        a.json.write_text(json.dumps({"p50_ms": p50, "rounds_ms": p50s, "export_s": export_s, "fidelity": fid,
+                                      "ratios": ratios, "int8_instructions": found, "notes": notes}, indent=2,
+                                     default=float))
+    return 0
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _db(v: float | None) -> str:
+    return "-" if v is None or not np.isfinite(v) else f"{v:.1f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
