@@ -43,14 +43,34 @@ def _static_batch(gm: Any) -> bool:
     return False
 
 
-BODY_NAMES = ("blocks", "stages", "layers", "features", "layer4", "encoder")
+def feature_modules(module: Any) -> list[str]:
+    """The module paths of the model's feature stages, in order, as timm records them
+    (``feature_info``: every timm model has it, and a ``features_only`` wrapper too)."""
+    info = getattr(module, "feature_info", None)
+    if info is None:
+        return []
+    if hasattr(info, "module_name"):  # timm's FeatureInfo (features_only models)
+        return [str(m) for m in info.module_name()]
+    return [str(i["module"]) for i in info if isinstance(i, dict) and i.get("module")]
+
+
+def body_modules(module: Any) -> tuple[str, ...]:
+    """Top-level children that hold the feature stages (``blocks``, ``layer1``..``layer4``, ``stages``)."""
+    children = {n for n, _ in module.named_children()}
+    tops = dict.fromkeys(m.split(".")[0] for m in feature_modules(module))
+    return tuple(t for t in tops if t in children)
 
 
 def head_modules(module: Any) -> tuple[str, ...]:
-    """Top-level children that run after the model's last stage (timm's forward_head part)."""
+    """Top-level children that run after the model's last feature stage (timm's forward_head part:
+    head convs, pooling, classifier), found from the model's own feature_info, never by name."""
+    if hasattr(getattr(module, "feature_info", None), "module_name"):
+        return ()  # a features_only wrapper: feature maps out, no head
     names = [n for n, _ in module.named_children()]
-    body = [i for i, n in enumerate(names) if n in BODY_NAMES]
-    return tuple(names[body[-1] + 1 :]) if body else ()
+    body = body_modules(module)
+    if not body:
+        return ()
+    return tuple(names[names.index(body[-1]) + 1 :])
 
 
 def subtree_patterns(paths: tuple[str, ...] | list[str]) -> tuple[str, ...]:

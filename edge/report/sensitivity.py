@@ -17,20 +17,25 @@ from edge.harness import run_torch
 from edge.metrics import sqnr_db
 from edge.progress import bar
 from quantize.config import PTQConfig
-from quantize.ptq import BODY_NAMES
+from quantize.ptq import body_modules
 
 
 def units(module: Any) -> list[str]:
     """Module paths, in forward order, that partition the model: each top-level child outside the
-    body, and each block inside it (``blocks.3.1`` for timm's nested stages)."""
+    body (timm's feature stages: quantize.ptq.body_modules), and each block inside it
+    (``blocks.3.1`` for timm's nested stages, ``layer2.1`` for a ResNet)."""
+    import torch
+
     out: list[str] = []
+    body = body_modules(module)
     for name, child in module.named_children():
-        if name not in BODY_NAMES:
-            out.append(name)
+        stages = list(child.named_children())
+        if name not in body or not any(True for _, st in stages for _ in st.children()):
+            out.append(name)  # outside the body, or a body part without blocks (a stem norm)
             continue
-        for sname, stage in child.named_children():
+        for sname, stage in stages:
             subs = list(stage.named_children())
-            if subs and all(s.__class__.__name__ not in ("Conv2d", "BatchNorm2d") for _, s in subs):
+            if subs and isinstance(stage, (torch.nn.Sequential, torch.nn.ModuleList)):  # a stage of blocks
                 out.extend(f"{name}.{sname}.{b}" for b, _ in subs)
             else:
                 out.append(f"{name}.{sname}")
