@@ -172,7 +172,11 @@ class TFLiteExporter(Exporter):
 
         interpreter, _ = interpreter_class()
         it = interpreter(model_path=str(dest))
-        it.allocate_tensors()
+        try:
+            it.allocate_tensors()
+        except RuntimeError as exc:  # XNNPACK refused the graph (e.g. int8 scales outside its ranges)
+            hint = " (try --int8-lowering onnx2tf)" if route.rewrite else ""
+            raise EdgeError(f"LiteRT cannot load the converted {precision} model: {first_line(exc)}{hint}") from exc
         inp = it.get_input_details()[0]
         io = {
             "inputs": [{"name": "image", "shape": [int(s) for s in inp["shape"]], "layout": "NHWC",
@@ -205,6 +209,7 @@ class TFLiteExporter(Exporter):
         graph = fb.subgraphs[0]
         if quant.observer == "percentile":
             _set_percentile_ranges(calibrated, graph, calib, quant.percentile, quant.calib_batch)
+        _fit_xnnpack_multiply(fb, graph)
         head = _head_ops(model, graph) if quant.float_head else []
         io_type = tf.int8 if self.opts["io"] == "int8" else tf.float32
         with contextlib.redirect_stdout(sys.stderr):
@@ -341,6 +346,38 @@ def _set_percentile_ranges(calibrated: bytes, graph: Any, calib: Any, percentile
         lo, hi = sums[i] / batches
         q = graph.tensors[i].quantization
         q.min, q.max = [float(min(lo, 0.0))], [float(max(hi, 0.0))]
+
+
+# XNNPACK's int8 multiply needs input_a_scale * input_b_scale / output_scale below 2^8; keep it
+# within half of that
+_MUL_RATIO = 128.0
+
+
+def _fit_xnnpack_multiply(fb: Any, graph: Any) -> None:
+    """Widen the calibrated output range of any two-activation MUL that XNNPACK could not run in
+    int8 (the product of the input scales too large for the output's). Why: where x * relu6(x + 3)
+    (edge's hard-swish) sees mostly x < -3, its output range is tiny beside its inputs', and XNNPACK
+    would refuse the whole graph at load. A coarser output scale there costs little: the values
+    are near zero."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    def scale(i: int) -> float | None:
+        q = graph.tensors[i].quantization
+        if q is None or q.min is None or q.max is None or len(q.min) != 1:
+            return None
+        return (max(float(q.max[0]), 0.0) - min(float(q.min[0]), 0.0)) / 255.0
+
+    for op in graph.operators:
+        if flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) != "MUL" or len(op.inputs) != 2:
+            continue
+        sa, sb, so = scale(op.inputs[0]), scale(op.inputs[1]), scale(op.outputs[0])
+        if not sa or not sb or so is None or (so > 0 and sa * sb / so < _MUL_RATIO):
+            continue
+        q = graph.tensors[op.outputs[0]].quantization
+        lo, hi = min(float(q.min[0]), 0.0), max(float(q.max[0]), 0.0)
+        want = sa * sb / _MUL_RATIO * 255.0  # the narrowest output range XNNPACK accepts, with margin
+        grow = want / (hi - lo) if hi > lo else None
+        q.min, q.max = ([lo * grow], [hi * grow]) if grow else ([0.0], [want])
 
 
 def _head_ops(model: LoadedModel, graph: Any) -> list[Any]:
