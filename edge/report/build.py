@@ -16,6 +16,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,11 @@ def run_tasks(tasks: list[Task], workers: int, threads: int) -> list[Any]:
         futures: dict[Future[Any], int] = {pool.submit(_timed, tasks[i].fn, tasks[i].args, threads): i for i in order}
         for fut in as_completed(futures):
             i = futures[fut]
-            answers[i], seconds = fut.result()
+            try:
+                answers[i], seconds = fut.result()
+            except BrokenProcessPool:  # a converter killed its process (an abort in native code)
+                raise EdgeError(f"a worker process died while running {tasks[i].label} (a crash in a converter's "
+                                "native code: its last messages are in the run's log); --workers 1 runs the "
+                                "tasks in this process") from None
             _done(tasks[i], answers[i], seconds)
     return answers
