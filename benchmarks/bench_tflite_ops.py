@@ -17,8 +17,9 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from edge.bench.host import cpu_flags
 
 KINDS = ("pointwise conv", "depthwise conv", "conv + hard-swish (fused float op)",
          "conv + hard-swish 3 ops (1/6 kept)", "conv + hard-swish 2 ops (1/6 folded)",
@@ -27,12 +28,10 @@ KINDS = ("pointwise conv", "depthwise conv", "conv + hard-swish (fused float op)
 
 def _cpu_flags() -> str:
     """The ISA extensions that decide int8 GEMM speed (x86 Linux; empty elsewhere)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
+    flags = cpu_flags()
+    if not flags:
         return "unknown"
-    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.read_text().splitlines()
-                  if ln.startswith(("flags", "Features"))), [])
-    keep = [f for f in flags if f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "asimddp", "i8mm")]
+    keep = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "asimddp", "i8mm") if f in flags]
     return " ".join(keep) or "none of avx2/avx512/vnni/asimddp"
 
 

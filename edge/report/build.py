@@ -101,10 +101,13 @@ def _timed(fn: Callable[..., Any], args: tuple[Any, ...], threads: int) -> tuple
 
 
 def _done(task: Task, answer: Any, seconds: float) -> None:
-    b = answer.built if isinstance(answer, Judged) else None
-    if b is not None and b.error is not None:
+    if not isinstance(answer, Judged):
+        say(f"{task.label}: done in {seconds:.1f} s")
+        return
+    b = answer.built
+    if b.error is not None:
         say(f"{task.label}: not exported: {b.error}")
-    elif b is not None and isinstance(answer, Judged) and not answer.reused and b.manifest is not None:
+    elif not answer.reused and b.manifest is not None:
         say(f"{task.label}: wrote {b.artifact} ({b.manifest['size_bytes'] / 1e6:.2f} MB) in {b.seconds:.1f} s, "
             f"checked on its runtime in {seconds - b.seconds:.1f} s")
     else:
