@@ -75,7 +75,7 @@ def finetune(spec: ModelSpec, data: str, out: Path, cfg: FinetuneConfig) -> dict
     if not iset.classes:
         raise EdgeError(f"{data} has no class labels; fine-tuning needs an ImageFolder tree")
     spec = ModelSpec(**{**asdict(spec), "num_classes": len(iset.classes), "mode": "classifier"})
-    model = load_model(spec)
+    model = load_model(spec, train=True)
     images, labels = _train_set(iset, model, cfg)
     net = model.module
     if spec.weights == "random":

@@ -205,6 +205,37 @@ def _create(timm: Any, name: str, **kw: Any) -> Any:
         raise
 
 
+def builds_for_size(model: Any) -> bool:
+    """Whether the model's class takes ``img_size``: its layers (attention biases, position
+    embeddings, reshapes) are built for one input size, so another size must be asked for at
+    creation (LeViT, EfficientFormerV2, MobileViT), while a plain CNN takes any size as built."""
+    import inspect
+
+    return any("img_size" in inspect.signature(vars(c)["__init__"]).parameters
+               for c in type(model).__mro__ if "__init__" in vars(c))
+
+
+def _sized(timm: Any, name: str, full: Any, size: int | None, seed: int | None) -> Any:
+    """``full`` rebuilt for a ``size`` px input when its architecture depends on the input size,
+    else ``full`` itself. ``seed``: random weights, created anew with it; None: ``full``'s weights,
+    which must fit the rebuilt model."""
+    import torch
+
+    default = tuple(full.pretrained_cfg.get("input_size", (3, size, size)))[1:]
+    if size is None or default == (size, size) or not builds_for_size(full):
+        return full
+    if seed is not None:
+        torch.manual_seed(seed)
+    sized = _create(timm, name, pretrained=False, img_size=size, num_classes=full.num_classes)
+    if seed is None:
+        try:
+            sized.load_state_dict(full.state_dict(), strict=True)
+        except RuntimeError as exc:  # size-dependent tables (attention biases) have other shapes
+            raise EdgeError(f"{name} is built for one input size and its weights do not fit "
+                            f"--input-size {size}: {first_line(exc)[:200]}") from exc
+    return sized
+
+
 def cached_hub_file(timm: Any, name: str) -> Path | None:
     """The model's weights file in the local Hugging Face cache, found without any network access."""
     cfg = timm.models.get_pretrained_cfg(name)
@@ -274,8 +305,42 @@ def _imagenet_synsets(timm: Any, n: int | None) -> list[str] | None:
     return list(timm.data.ImageNetInfo().label_names()) if n == 1000 else None
 
 
-def load_model(spec: ModelSpec, labels: list[str] | None = None) -> LoadedModel:
-    """Build the model for ``spec``; weights from the hub, a local file, or seeded random init."""
+def _key_form(key: str) -> str:
+    return key.replace("_", "").replace(".", "")
+
+
+def _feature_weights(wanted: Mapping[str, Any], full: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The full model's weights under the names of its ``features_only`` wrapper.
+
+    Why not by name: timm's wrappers rename the modules they flatten (``stem.0`` becomes
+    ``stem_0``) or nest the model (``model.``), so a key matches its source once dots and
+    underscores are dropped, which a test checks is one-to-one on several families."""
+    by_form: dict[str, str] = {}
+    for key in full:
+        by_form.setdefault(_key_form(key), key)
+    nested = all(k.startswith("model.") for k in wanted)
+    out: dict[str, Any] = {}
+    for key in wanted:
+        src = by_form.get(_key_form(key.removeprefix("model.") if nested else key))
+        if src is None:
+            raise EdgeError(f"{name}: the features_only model's weight {key} has no counterpart in the full model")
+        out[key] = full[src]
+    return out
+
+
+def reparameterize(module: Any) -> Any | None:
+    """The module with its training-time branches fused for inference (MobileOne, RepViT, FastViT:
+    timm's own ``reparameterize_model``), or None when it has none to fuse."""
+    if not any(hasattr(m, "reparameterize") or hasattr(m, "fuse") for m in module.modules()):
+        return None
+    from timm.utils.model import reparameterize_model
+
+    return reparameterize_model(module)
+
+
+def load_model(spec: ModelSpec, labels: list[str] | None = None, train: bool = False) -> LoadedModel:
+    """Build the model for ``spec``; weights from the hub, a local file, or seeded random init.
+    ``train``: keep the training-time form (a re-parameterizable model's branches unfused)."""
     torch = require("torch", "loading a model")
     timm = require("timm", "loading a model")
     arch = spec.name.split(".")[0]
@@ -320,6 +385,11 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None) -> LoadedModel:
             raise EdgeError(f"weights file {path} does not fit {spec.name}: {' '.join(lines[:2])[:300]}") from exc
         source, sha = f"file:{path}", sha256_path(path)
 
+    sized = _sized(timm, spec.name, full, spec.input_size, spec.seed if source.startswith("random:") else None)
+    if sized is not full:
+        notes.append(f"{spec.name} built for {spec.input_size} px input (its layers depend on the input size)")
+        full = sized
+        sha = state_dict_digest(full.state_dict()) if source.startswith("random:") else sha
     num_classes: int | None = int(full.num_classes)
     if spec.mode == "classifier":
         module, outputs = full, ["logits"]
@@ -327,12 +397,17 @@ def load_model(spec: ModelSpec, labels: list[str] | None = None) -> LoadedModel:
         full.reset_classifier(0)
         module, outputs, num_classes = full, ["embeddings"], None
     else:
-        module = _create(timm, spec.name, pretrained=False, features_only=True)
-        full_sd = full.state_dict()
-        module.load_state_dict({k: full_sd[k] for k in module.state_dict()}, strict=True)
+        size_kw = {"img_size": spec.input_size} if spec.input_size and builds_for_size(full) else {}
+        module = _create(timm, spec.name, pretrained=False, features_only=True, **size_kw)
+        module.load_state_dict(_feature_weights(module.state_dict(), full.state_dict(), spec.name), strict=True)
         outputs = [f"features_s{r}" for r in module.feature_info.reduction()]
         num_classes = None
     module.eval()
+    fused = None if train else reparameterize(module)
+    if fused is not None:
+        before, after = (sum(p.numel() for p in m.parameters()) for m in (module, fused))
+        module = fused.eval()
+        notes.append(f"re-parameterized for inference (timm reparameterize_model): {before:,} -> {after:,} parameters")
 
     overlay = {"input_size": (3, spec.input_size, spec.input_size)} if spec.input_size else {}
     data_config = timm.data.resolve_model_data_config(full, args=overlay)

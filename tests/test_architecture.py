@@ -15,7 +15,7 @@ PACKAGES = ("edge", "quantize", "exporters")
 # so "edge" catches the ground modules left over (models, data, io, manifest, metrics, errors, ...).
 LAYERS: dict[str, tuple[str, ...]] = {
     "commands": ("edge.cli", "edge.commands"),
-    "jobs": ("edge.pipeline", "edge.qat", "edge.report", "edge.demo", "edge.finetune"),
+    "jobs": ("edge.pipeline", "edge.qat", "edge.report", "edge.matrix", "edge.demo", "edge.finetune"),
     "bench": ("edge.bench",),
     "harness": ("edge.harness", "edge.profile"),
     "exporters": ("exporters",),

@@ -32,3 +32,13 @@ def test_a_dying_worker_is_one_clear_error() -> None:
 
     with pytest.raises(EdgeError, match="worker process died while running boom"):
         run_tasks([Task("boom", _abort, (), cost=2.0), Task("fine", _square, (1,))], 2, 2)
+
+
+def test_a_dying_worker_can_be_one_answer() -> None:
+    """The matrix's way: the crashed task answers Crashed, the others still run (on a fresh process)."""
+    from edge.report.build import Crashed, Task, run_tasks
+
+    tasks = [Task("boom", _abort, (), cost=2.0), Task("a", _square, (2,)), Task("b", _square, (3,))]
+    answers = run_tasks(tasks, 1, 2, crashes=True)
+    assert isinstance(answers[0], Crashed) and answers[0].label == "boom"
+    assert answers[1:] == [(4, 2), (9, 2)]

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                     temperature=args.temperature, ce_weight=args.ce_weight, freeze_bn_after=args.freeze_bn_after,
                     freeze_observers_after=freeze_obs, train_images=args.train_images,
                     eval_images=args.eval_images)
-    model = load_model(spec)
+    model = load_model(spec, train=True)
     for note in model.notes:
         say(f"note: {note}")
     result = run_qat(model, args.target, args.data, args.out, cfg, resume=args.resume, until=args.stop_after,

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,24 +58,33 @@ class Judged:
     verification: Verification | None
 
 
+def build_or_take(exporter: Any, request: Any, dest: Path, reuse: dict[str, Any] | None) -> tuple[Built, Any]:
+    """The artifact of ``request`` built into ``dest`` — or, with ``reuse`` (its manifest), the one
+    already there — and the PyTorch program it should reproduce."""
+    if reuse is not None:
+        artifact = dest / exporter.filename(request.model, request.recipe.precision)
+        return Built(artifact, reuse, float(reuse["export_seconds"])), exporter.reference(request)
+    result = exporter.build(request, dest)
+    return Built(result.artifact, result.manifest, result.seconds), result.reference
+
+
+def check_built(request: Any, built: Built, reference: Any, held: Held, threads: int) -> Verification:
+    """The artifact run on its runtime against float and the program it was converted from."""
+    assert built.artifact is not None
+    return verify_artifact(request.model, built.artifact, reference, held.images, held.labels, held.float_outputs,
+                           threads)
+
+
 def export_and_check(exporter: Any, request: Any, dest: Path, reuse: dict[str, Any] | None, held: Held, *,
                      threads: int) -> Judged:
     """Build ``request`` into ``dest`` (or take the artifact there whose manifest is ``reuse``),
     then run it on its runtime against float and the program it was converted from."""
     key, t0 = request.key(), time.perf_counter()
     try:
-        if reuse is not None:
-            artifact = dest / exporter.filename(request.model, request.recipe.precision)
-            built, reference = Built(artifact, reuse, float(reuse["export_seconds"])), exporter.reference(request)
-        else:
-            result = exporter.build(request, dest)
-            built, reference = Built(result.artifact, result.manifest, result.seconds), result.reference
+        built, reference = build_or_take(exporter, request, dest, reuse)
     except EdgeError as exc:  # becomes the row's note
         return Judged(key, Built(None, None, time.perf_counter() - t0, exc), False, None)
-    assert built.artifact is not None
-    ver = verify_artifact(request.model, built.artifact, reference, held.images, held.labels, held.float_outputs,
-                          threads)
-    return Judged(key, built, reuse is not None, ver)
+    return Judged(key, built, reuse is not None, check_built(request, built, reference, held, threads))
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,18 @@ class Task:
     cost: float = 1.0
 
 
+@dataclass(frozen=True)
+class Crashed:
+    """The answer of a task whose worker process died (a converter's native abort), when the
+    caller asked for such answers instead of an error."""
+
+    label: str
+
+    @property
+    def reason(self) -> str:
+        return "its worker process died (a crash in native code; its last messages are in the run's log)"
+
+
 def _init_worker(threads: int) -> None:
     import torch
 
@@ -100,45 +122,75 @@ def _timed(fn: Callable[..., Any], args: tuple[Any, ...], threads: int) -> tuple
     return fn(*args, threads=threads), time.perf_counter() - t0
 
 
-def _done(task: Task, answer: Any, seconds: float) -> None:
+def _done(task: Task, answer: Any, seconds: float, where: str = "") -> None:
+    label = f"{where}{task.label}"
+    if isinstance(answer, Crashed):
+        say(f"{label}: {answer.reason}")
+        return
     if not isinstance(answer, Judged):
-        say(f"{task.label}: done in {seconds:.1f} s")
+        say(f"{label}: done in {seconds:.1f} s")
         return
     b = answer.built
     if b.error is not None:
-        say(f"{task.label}: not exported: {b.error}")
+        say(f"{label}: not exported: {b.error}")
     elif not answer.reused and b.manifest is not None:
-        say(f"{task.label}: wrote {b.artifact} ({b.manifest['size_bytes'] / 1e6:.2f} MB) in {b.seconds:.1f} s, "
+        say(f"{label}: wrote {b.artifact} ({b.manifest['size_bytes'] / 1e6:.2f} MB) in {b.seconds:.1f} s, "
             f"checked on its runtime in {seconds - b.seconds:.1f} s")
     else:
-        say(f"{task.label}: done in {seconds:.1f} s")
+        say(f"{label}: done in {seconds:.1f} s")
 
 
-def run_tasks(tasks: list[Task], workers: int, threads: int) -> list[Any]:
+def run_tasks(tasks: list[Task], workers: int, threads: int, crashes: bool = False,
+              tasks_per_worker: int | None = None) -> list[Any]:
     """Run ``tasks`` — in this process with one worker, else on ``workers`` spawned processes (a
     forked torch may hang in its thread pools) — and return their answers in the order of ``tasks``.
-    ``threads``: what all of them share; each worker gets its part."""
+    ``threads``: what all of them share; each worker gets its part. ``crashes``: a task whose
+    process dies answers ``Crashed`` (tasks then always run in worker processes, so one crash
+    costs one answer) instead of failing the run. ``tasks_per_worker``: a worker process is
+    replaced after that many tasks (what a converter leaks goes with it)."""
     workers = max(1, min(workers, len(tasks)))
     threads = max(1, threads // workers)
     answers: list[Any] = [None] * len(tasks)
-    if workers < 2:
+    if workers < 2 and not crashes:
         for i, task in enumerate(tasks):
             say(f"[{i + 1}/{len(tasks)}] {task.label}")
             answers[i], seconds = _timed(task.fn, task.args, threads)
             _done(task, answers[i], seconds)
         return answers
-    say(f"[parallel] {len(tasks)} tasks on {workers} processes: " + ", ".join(t.label for t in tasks))
-    order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)
+    names = ": " + ", ".join(t.label for t in tasks) if len(tasks) <= 10 else ""
+    say(f"[parallel] {len(tasks)} tasks on {workers} process{'es' if workers > 1 else ''}{names}")
+    order = deque(sorted(range(len(tasks)), key=lambda i: -tasks[i].cost))
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures: dict[Future[Any], int] = {pool.submit(_timed, tasks[i].fn, tasks[i].args, threads): i for i in order}
-        for fut in as_completed(futures):
-            i = futures[fut]
-            try:
-                answers[i], seconds = fut.result()
-            except BrokenProcessPool:  # a converter killed its process (an abort in native code)
-                raise EdgeError(f"a worker process died while running {tasks[i].label} (a crash in a converter's "
-                                "native code: its last messages are in the run's log); --workers 1 runs the "
-                                "tasks in this process") from None
-            _done(tasks[i], answers[i], seconds)
+
+    def lane() -> ProcessPoolExecutor:  # one process each, so a death is pinned on its one task
+        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=(threads,),
+                                   max_tasks_per_child=tasks_per_worker)
+
+    lanes = [lane() for _ in range(workers)]
+    free, finished = list(range(workers)), 0
+    running: dict[Future[Any], tuple[int, int]] = {}
+    try:
+        while order or running:
+            while order and free:
+                at, i = free.pop(), order.popleft()
+                running[lanes[at].submit(_timed, tasks[i].fn, tasks[i].args, threads)] = (i, at)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                i, at = running.pop(fut)
+                try:
+                    answers[i], seconds = fut.result()
+                except BrokenProcessPool:  # a converter killed its process (an abort in native code)
+                    if not crashes:
+                        raise EdgeError(f"a worker process died while running {tasks[i].label} (a crash in a "
+                                        "converter's native code: its last messages are in the run's log); "
+                                        "--workers 1 runs the tasks in this process") from None
+                    answers[i], seconds = Crashed(tasks[i].label), 0.0
+                    lanes[at].shutdown(wait=False)
+                    lanes[at] = lane()
+                free.append(at)
+                finished += 1
+                _done(tasks[i], answers[i], seconds, f"[{finished}/{len(tasks)}] ")
+    finally:
+        for pool in lanes:
+            pool.shutdown(wait=not running, cancel_futures=True)
     return answers
