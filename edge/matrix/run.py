@@ -97,6 +97,15 @@ def cell_work(exporter: Any, request: Any, dest: Path, reuse: dict[str, Any] | N
     return CellWork(built, verification, key, reuse is not None)
 
 
+def summary(work: CellWork) -> str:
+    """A cell's answer for the console."""
+    if work.stage is not None:
+        return f"{work.stage} failed: {work.reason}"
+    b = work.built
+    assert b is not None and b.artifact is not None and b.manifest is not None
+    return f"{'reused' if work.reused else 'wrote'} {b.artifact.name} ({b.manifest['size_bytes'] / 1e6:.2f} MB)"
+
+
 def _reason(exc: BaseException) -> str:
     return first_line(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {first_line(exc)}"[:400]
 
@@ -153,7 +162,7 @@ class MatrixRun:
         held = Held(inputs.eval_images, inputs.eval_labels, inputs.float_outputs)
         cost = 0.5 if manifest is not None else exporter.build_cost.get(precision, 1.0)
         return Task(f"{model.spec.name} {target} {precision}", cell_work, (exporter, request, dest, manifest, held),
-                    cost)
+                    cost, summary)
 
     def finish(self, cell: dict[str, Any], answer: CellWork | Crashed, example: Any) -> None:
         """The cell's figures from its worker's answer, then its latency, measured here."""

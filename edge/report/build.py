@@ -97,6 +97,7 @@ class Task:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     cost: float = 1.0
+    summary: Callable[[Any], str] | None = None  # the answer in a few words, for the console
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,9 @@ def _done(task: Task, answer: Any, seconds: float, where: str = "") -> None:
     label = f"{where}{task.label}"
     if isinstance(answer, Crashed):
         say(f"{label}: {answer.reason}")
+        return
+    if task.summary is not None:
+        say(f"{label}: {task.summary(answer)} ({seconds:.1f} s)")
         return
     if not isinstance(answer, Judged):
         say(f"{label}: done in {seconds:.1f} s")
