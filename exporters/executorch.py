@@ -8,6 +8,7 @@ from typing import Any
 
 from edge.models import LoadedModel
 from exporters import register
+from exporters._xnnpack_rewrites import keepdim_means, spatial_means
 from exporters.base import Converted, Exporter, ExportRequest
 
 
@@ -82,6 +83,10 @@ class ExecuTorchExporter(Exporter):
         example = model.example_input(1)
         with torch.no_grad():
             ep = torch.export.export(program, (example,), strict=False)
+            if spatial_means(ep.graph_module):  # rewritten on the module, then exported again
+                program = ep.module() if not isinstance(program, torch.fx.GraphModule) else program
+                keepdim_means(program)
+                ep = torch.export.export(program, (example,), strict=False)
             outputs = program(example)
         lowered = to_edge_transform_and_lower(ep, partitioner=[xnnpack_partitioner()])
         counts = delegation_counts(lowered.exported_program().graph_module)
