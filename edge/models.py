@@ -197,8 +197,11 @@ def _classifier_key(timm: Any, name: str) -> str:
 
 
 def _create(timm: Any, name: str, **kw: Any) -> Any:
+    """timm's factory, with its layers in their export form (``exportable``): attention as
+    matmul + softmax instead of the fused scaled_dot_product_attention, whose export decomposes into
+    masking ops (any, eq, where) that XNNPACK does not take; the weights are the same."""
     try:
-        return timm.create_model(name, **kw)
+        return timm.create_model(name, exportable=True, **kw)
     except RuntimeError as exc:
         if "Unknown model" in str(exc) or "Invalid pretrained tag" in str(exc):
             raise EdgeError(f"unknown timm model {name!r} (see `timm.list_models()`)") from exc

@@ -130,3 +130,53 @@ def rewrite_hard_activations(onnx_model: Any, ops: tuple[str, ...] = ("HardSwish
     graph.node.extend(nodes)
     graph.initializer.extend(new_inits)
     return counts
+
+
+def zero_pad_max_pools(onnx_model: Any) -> int:
+    """Give a padded MaxPool over a non-negative input (after Relu or Clip(0, …)) an explicit
+    zero Pad in front; return how many. Exact: every window holds a real value ≥ 0, so a padded 0
+    never wins. Why: onnx2tf pads with the lowest float (PADV2), which XNNPACK does not take in
+    float and which, calibrated, sets that tensor's int8 scale to ~1e36 (every value quantizes to 0);
+    a zero PAD is delegated and calibrates like its input."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = onnx_model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    inits = {t.name: t for t in graph.initializer}
+
+    def non_negative(tensor: str) -> bool:
+        n = producer.get(tensor)
+        if n is None:
+            return False
+        if n.op_type == "Relu":
+            return True
+        if n.op_type == "Clip" and len(n.input) > 1 and n.input[1] in inits:
+            return bool(numpy_helper.to_array(inits[n.input[1]]).min() >= 0)
+        return n.op_type == "MaxPool" and non_negative(n.input[0])
+
+    nodes: list[Any] = []
+    done = 0
+    for n in graph.node:
+        attrs = {a.name: a for a in n.attribute}
+        pads = list(attrs["pads"].ints) if "pads" in attrs else []
+        plain = (attrs["auto_pad"].s in (b"", b"NOTSET") if "auto_pad" in attrs else True) and \
+            not (attrs["ceil_mode"].i if "ceil_mode" in attrs else 0)
+        if n.op_type != "MaxPool" or not any(pads) or not plain or not non_negative(n.input[0]):
+            nodes.append(n)
+            continue
+        base, k = n.name or n.output[0], len(pads) // 2
+        pad_name = f"{base}/zero_pads"
+        graph.initializer.append(numpy_helper.from_array(
+            np.array([0, 0, *pads[:k], 0, 0, *pads[k:]], np.int64), pad_name))
+        nodes.append(helper.make_node("Pad", [n.input[0], pad_name], [f"{base}/padded"], name=f"{base}/pad",
+                                      mode="constant"))
+        n.input[0] = f"{base}/padded"
+        del attrs["pads"].ints[:]
+        attrs["pads"].ints.extend([0] * len(pads))
+        nodes.append(n)
+        done += 1
+    if done:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return done

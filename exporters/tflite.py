@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from edge.errors import EdgeError, first_line
 from edge.models import LoadedModel
 from edge.progress import say
 from exporters import register
-from exporters._onnx_rewrites import rewrite_hard_activations
+from exporters._onnx_rewrites import rewrite_hard_activations, zero_pad_max_pools
 from exporters.base import Converted, Exporter, ExportRequest, Option
 from quantize import PTQConfig
 
@@ -122,10 +123,12 @@ class TFLiteExporter(Exporter):
             work = Path(tmp)
             onnx_path = work / "model.onnx"
             self.to_onnx(model, program, onnx_path)
-            rewritten: dict[str, int] = {}
-            if route.rewrite:
-                graph = onnx.load(str(onnx_path))
-                rewritten = rewrite_hard_activations(graph, route.rewrite)
+            graph = onnx.load(str(onnx_path))
+            rewritten = rewrite_hard_activations(graph, route.rewrite) if route.rewrite else {}
+            pools = zero_pad_max_pools(graph)
+            if pools:
+                rewritten["MaxPoolZeroPad"] = pools
+            if rewritten:
                 onnx.save(graph, str(onnx_path))
             calib = _calibration_arrays(model, request.calib_images, work)
             onnx2tf = require("onnx2tf", "exporting to TFLite")
@@ -209,7 +212,7 @@ class TFLiteExporter(Exporter):
         graph = fb.subgraphs[0]
         if quant.observer == "percentile":
             _set_percentile_ranges(calibrated, graph, calib, quant.percentile, quant.calib_batch)
-        _fit_xnnpack_multiply(fb, graph)
+        _fit_xnnpack_ranges(fb, graph)
         head = _head_ops(model, graph) if quant.float_head else []
         io_type = tf.int8 if self.opts["io"] == "int8" else tf.float32
         with contextlib.redirect_stdout(sys.stderr):
@@ -351,33 +354,61 @@ def _set_percentile_ranges(calibrated: bytes, graph: Any, calib: Any, percentile
 # XNNPACK's int8 multiply needs input_a_scale * input_b_scale / output_scale below 2^8; keep it
 # within half of that
 _MUL_RATIO = 128.0
+# input scale / output scale that LiteRT's XNNPACK delegate takes for one-input-per-scale ops
+# (its CheckTensorsInputOutputScale bounds), with a factor 2 of margin for the converter's nudging
+_IN_OUT_RATIO = {"ADD": (2.0 / 1024.0, 128.0), "SUB": (2.0 / 1024.0, 128.0), "MEAN": (2.0 / 256.0, 128.0)}
 
 
-def _fit_xnnpack_multiply(fb: Any, graph: Any) -> None:
-    """Widen the calibrated output range of any two-activation MUL that XNNPACK could not run in
-    int8 (the product of the input scales too large for the output's). Why: where x * relu6(x + 3)
-    (edge's hard-swish) sees mostly x < -3, its output range is tiny beside its inputs', and XNNPACK
-    would refuse the whole graph at load. A coarser output scale there costs little: the values
-    are near zero."""
+def _range_scale(graph: Any, i: int) -> float | None:
+    """The int8 scale a calibrated min/max gives tensor ``i`` (None: not calibrated, a constant)."""
+    q = graph.tensors[i].quantization
+    if q is None or q.min is None or q.max is None or len(q.min) != 1:
+        return None
+    return (max(float(q.max[0]), 0.0) - min(float(q.min[0]), 0.0)) / 255.0
+
+
+def _widen(graph: Any, i: int, scale: float) -> None:
+    """Tensor ``i``'s calibrated range widened (about zero, keeping its shape) to int8 scale ``scale``."""
+    q = graph.tensors[i].quantization
+    lo, hi = min(float(q.min[0]), 0.0), max(float(q.max[0]), 0.0)
+    want = scale * 255.0
+    grow = want / (hi - lo) if hi > lo else None
+    q.min, q.max = ([lo * grow], [hi * grow]) if grow else ([0.0], [want])
+
+
+def _fit_xnnpack_ranges(fb: Any, graph: Any) -> None:
+    """Widen calibrated ranges that XNNPACK could not run in int8, so it takes the whole graph
+    instead of refusing it at load (a coarser scale where values are tiny beside their neighbours'
+    costs little):
+
+    - a two-activation MUL whose product of input scales is too large for its output's (where
+      x * relu6(x + 3), edge's hard-swish, sees mostly x < -3, its output range is tiny);
+    - an ADD/SUB/MEAN whose input and output scales are too far apart: the output widened where
+      an input is far coarser, else the input far finer than the output widened (a residual
+      branch whose values vanish beside the sum's)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    def scale(i: int) -> float | None:
-        q = graph.tensors[i].quantization
-        if q is None or q.min is None or q.max is None or len(q.min) != 1:
-            return None
-        return (max(float(q.max[0]), 0.0) - min(float(q.min[0]), 0.0)) / 255.0
-
+    scale = functools.partial(_range_scale, graph)
     for op in graph.operators:
-        if flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) != "MUL" or len(op.inputs) != 2:
-            continue
-        sa, sb, so = scale(op.inputs[0]), scale(op.inputs[1]), scale(op.outputs[0])
-        if not sa or not sb or so is None or (so > 0 and sa * sb / so < _MUL_RATIO):
-            continue
-        q = graph.tensors[op.outputs[0]].quantization
-        lo, hi = min(float(q.min[0]), 0.0), max(float(q.max[0]), 0.0)
-        want = sa * sb / _MUL_RATIO * 255.0  # the narrowest output range XNNPACK accepts, with margin
-        grow = want / (hi - lo) if hi > lo else None
-        q.min, q.max = ([lo * grow], [hi * grow]) if grow else ([0.0], [want])
+        name = flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex)
+        if name == "MUL" and len(op.inputs) == 2:
+            sa, sb, so = scale(op.inputs[0]), scale(op.inputs[1]), scale(op.outputs[0])
+            if sa and sb and so is not None and (so == 0 or sa * sb / so >= _MUL_RATIO):
+                _widen(graph, op.outputs[0], sa * sb / _MUL_RATIO)
+        elif name in _IN_OUT_RATIO:
+            low, high = _IN_OUT_RATIO[name]
+            ins = [int(i) for i in (op.inputs if name != "MEAN" else op.inputs[:1]) if i >= 0]
+            ins = [i for i in ins if scale(i) is not None]  # 0: a range [0, 0] (an all-zero branch)
+            out = int(op.outputs[0])
+            if not ins or scale(out) is None:
+                continue
+            coarsest = max(float(scale(i) or 0.0) for i in ins)
+            if coarsest and (not scale(out) or coarsest / float(scale(out) or 1.0) >= high):
+                _widen(graph, out, coarsest / high)
+            so = float(scale(out) or 0.0)
+            for i in ins if so else ():
+                if float(scale(i) or 0.0) / so < low:
+                    _widen(graph, i, so * low)
 
 
 def _head_ops(model: LoadedModel, graph: Any) -> list[Any]:
