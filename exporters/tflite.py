@@ -356,6 +356,7 @@ def _set_percentile_ranges(calibrated: bytes, graph: Any, calib: Any, percentile
 _MUL_RATIO = 128.0
 # input scale / output scale that LiteRT's XNNPACK delegate takes for one-input-per-scale ops
 # (its CheckTensorsInputOutputScale bounds), with a factor 2 of margin for the converter's nudging
+_CLAMPING = (2, 3)  # TFLite's ActivationFunctionType RELU_N1_TO_1, RELU6
 _IN_OUT_RATIO = {"ADD": (2.0 / 1024.0, 128.0), "SUB": (2.0 / 1024.0, 128.0), "MEAN": (2.0 / 256.0, 128.0)}
 
 
@@ -386,15 +387,24 @@ def _fit_xnnpack_ranges(fb: Any, graph: Any) -> None:
     - an ADD/SUB/MEAN whose input and output scales are too far apart: the output widened where
       an input is far coarser, else the input far finer than the output widened (a residual
       branch whose values vanish beside the sum's)."""
+    scale = functools.partial(_range_scale, graph)
+    for _ in range(8):  # a widened tensor is another op's input or output: repeat until none changes
+        if not _fit_pass(fb, graph, scale):
+            break
+
+
+def _fit_pass(fb: Any, graph: Any, scale: Any) -> bool:
+    """One pass of ``_fit_xnnpack_ranges`` over the ops; True if it widened a range."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    scale = functools.partial(_range_scale, graph)
+    widened = False
     for op in graph.operators:
         name = flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex)
         if name == "MUL" and len(op.inputs) == 2:
             sa, sb, so = scale(op.inputs[0]), scale(op.inputs[1]), scale(op.outputs[0])
-            if sa and sb and so is not None and (so == 0 or sa * sb / so >= _MUL_RATIO):
+            if sa and sb and so is not None and (so == 0 or sa * sb / so >= _MUL_RATIO * 1.01):
                 _widen(graph, op.outputs[0], sa * sb / _MUL_RATIO)
+                widened = True
         elif name in _IN_OUT_RATIO:
             low, high = _IN_OUT_RATIO[name]
             ins = [int(i) for i in (op.inputs if name != "MEAN" else op.inputs[:1]) if i >= 0]
@@ -403,12 +413,18 @@ def _fit_xnnpack_ranges(fb: Any, graph: Any) -> None:
             if not ins or scale(out) is None:
                 continue
             coarsest = max(float(scale(i) or 0.0) for i in ins)
-            if coarsest and (not scale(out) or coarsest / float(scale(out) or 1.0) >= high):
+            # an output clamped by a fused RELU6 / RELU_N1_TO_1 keeps its range: widened, the gate
+            # or hard-swish it feeds would lose its precision (the op stays out of XNNPACK instead)
+            clamped = getattr(op.builtinOptions, "fusedActivationFunction", 0) in _CLAMPING
+            if coarsest and not clamped and (not scale(out) or coarsest / float(scale(out) or 1.0) >= high * 1.01):
                 _widen(graph, out, coarsest / high)
+                widened = True
             so = float(scale(out) or 0.0)
             for i in ins if so else ():
-                if float(scale(i) or 0.0) / so < low:
+                if float(scale(i) or 0.0) / so < low / 1.01:
                     _widen(graph, i, so * low)
+                    widened = True
+    return widened
 
 
 def _head_ops(model: LoadedModel, graph: Any) -> list[Any]:
