@@ -354,9 +354,9 @@ def _set_percentile_ranges(calibrated: bytes, graph: Any, calib: Any, percentile
 # XNNPACK's int8 multiply needs input_a_scale * input_b_scale / output_scale below 2^8; keep it
 # within half of that
 _MUL_RATIO = 128.0
+_CLAMPING = (2, 3)  # TFLite's ActivationFunctionType RELU_N1_TO_1, RELU6
 # input scale / output scale that LiteRT's XNNPACK delegate takes for one-input-per-scale ops
 # (its CheckTensorsInputOutputScale bounds), with a factor 2 of margin for the converter's nudging
-_CLAMPING = (2, 3)  # TFLite's ActivationFunctionType RELU_N1_TO_1, RELU6
 _IN_OUT_RATIO = {"ADD": (2.0 / 1024.0, 128.0), "SUB": (2.0 / 1024.0, 128.0), "MEAN": (2.0 / 256.0, 128.0)}
 
 
@@ -407,21 +407,21 @@ def _fit_pass(fb: Any, graph: Any, scale: Any) -> bool:
                 widened = True
         elif name in _IN_OUT_RATIO:
             low, high = _IN_OUT_RATIO[name]
-            ins = [int(i) for i in (op.inputs if name != "MEAN" else op.inputs[:1]) if i >= 0]
-            ins = [i for i in ins if scale(i) is not None]  # 0: a range [0, 0] (an all-zero branch)
-            out = int(op.outputs[0])
-            if not ins or scale(out) is None:
+            out, so = int(op.outputs[0]), scale(op.outputs[0])
+            # 0: a range [0, 0] (an all-zero branch); None: a constant, not calibrated
+            ins = {int(i): scale(i) for i in (op.inputs if name != "MEAN" else op.inputs[:1]) if i >= 0}
+            ins = {i: float(si) for i, si in ins.items() if si is not None}
+            if not ins or so is None:
                 continue
-            coarsest = max(float(scale(i) or 0.0) for i in ins)
+            coarsest = max(ins.values())
             # an output clamped by a fused RELU6 / RELU_N1_TO_1 keeps its range: widened, the gate
             # or hard-swish it feeds would lose its precision (the op stays out of XNNPACK instead)
             clamped = getattr(op.builtinOptions, "fusedActivationFunction", 0) in _CLAMPING
-            if coarsest and not clamped and (not scale(out) or coarsest / float(scale(out) or 1.0) >= high * 1.01):
+            if coarsest and not clamped and (not so or coarsest / so >= high * 1.01):
                 _widen(graph, out, coarsest / high)
-                widened = True
-            so = float(scale(out) or 0.0)
-            for i in ins if so else ():
-                if float(scale(i) or 0.0) / so < low / 1.01:
+                so, widened = coarsest / high, True
+            for i, si in ins.items() if so else ():
+                if si / so < low / 1.01:
                     _widen(graph, i, so * low)
                     widened = True
     return widened

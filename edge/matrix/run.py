@@ -11,7 +11,6 @@ kills its process (a native abort) is a cell too (``run_tasks(crashes=True)``).
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ from edge.pipeline import Inputs, load_inputs
 from edge.progress import say
 from edge.report.build import Built, Crashed, Held, Task, build_or_take, check_built, run_tasks
 from edge.report.cache import ArtifactCache
-from edge.report.run import host_facts
+from edge.report.run import REUSE_COST, host_facts
+from edge.report.schema import finite
 from edge.runtimes import runtime_for
 from edge.validate import at_least, image_args, output_folder
 from quantize.config import PTQConfig
@@ -131,10 +131,6 @@ def compute_ops_left(delegation: dict[str, Any] | None) -> dict[str, int] | None
     return {op: n for op, n in left.items() if not _LAYOUT_OP.search(op)}
 
 
-def _finite(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else float(v)
-
-
 class MatrixRun:
     """The cells of one matrix run: their tasks, then their figures and timing."""
 
@@ -160,7 +156,7 @@ class MatrixRun:
         manifest = self.cache.reusable(artifact, request.key()) if self.cfg.reuse else None
         assert inputs.eval_images is not None and inputs.float_outputs is not None
         held = Held(inputs.eval_images, inputs.eval_labels, inputs.float_outputs)
-        cost = 0.5 if manifest is not None else exporter.build_cost.get(precision, 1.0)
+        cost = REUSE_COST if manifest is not None else exporter.build_cost.get(precision, 1.0)
         return Task(f"{model.spec.name} {target} {precision}", cell_work, (exporter, request, dest, manifest, held),
                     cost, summary)
 
@@ -179,12 +175,12 @@ class MatrixRun:
         m = built.manifest
         cell.update(artifact=str(built.artifact), size_bytes=m["size_bytes"], export_s=m["export_seconds"],
                     reused=answer.reused, delegation=m.get("delegation"), measured=ver.measured,
-                    sqnr_vs_float_db=_finite(ver.vs_float["sqnr_db"]),
+                    sqnr_vs_float_db=finite(ver.vs_float["sqnr_db"]),
                     agreement_top1=ver.vs_float["agreement_top1"],
                     compute_ops_left=compute_ops_left(m.get("delegation")))
         cell["notes"] += list(ver.notes)
         if ver.vs_reference is not None:
-            cell["sqnr_vs_program_db"] = _finite(ver.vs_reference["sqnr_db"])
+            cell["sqnr_vs_program_db"] = finite(ver.vs_reference["sqnr_db"])
         runtime = runtime_for(built.artifact)
         reason = runtime.unavailable_reason()
         if reason:
