@@ -1,6 +1,9 @@
-"""Graph rewrites that keep ops inside ExecuTorch's XNNPACK delegate, each exact in float.
+"""Graph rewrites that keep ops inside ExecuTorch's XNNPACK delegate, each exact in float (up to
+float summation order). ExecuTorch 1.5.1's partitioner has no config for some ops timm's families use;
+each rewrite spells one of them with ops it does take. ``REWRITES`` lists them; the exporter applies
+every one that finds something, then exports the module again.
 
-Why: XNNPACK runs ``mean`` over H and W only as global average pooling, whose output keeps the
+Means. XNNPACK runs ``mean`` over H and W only as global average pooling, whose output keeps the
 two unit dims, so ExecuTorch's partitioner leaves ``x.mean((2, 3))`` (keepdim False: EfficientFormerV2,
 EfficientViT and other heads written by hand) outside the delegate, where it runs in ExecuTorch's
 portable kernels and splits the graph. Written as ``mean(keepdim=True)`` followed by a reshape, both
@@ -10,6 +13,8 @@ dq/q pair of the same parameters, so the quantized mean keeps its pattern.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import Any
 
 
@@ -66,3 +71,205 @@ def keepdim_means(gm: Any) -> int:
         gm.graph.lint()
         gm.recompile()
     return done
+
+
+# --- LayerNorm -------------------------------------------------------------------------------------
+# No XNNPACK config takes native_layer_norm (pytorch/executorch#20293 adds the runtime op), so
+# ConvNeXt, EdgeNeXt, MobileViT and EfficientViT left every LayerNorm to the portable kernels, each
+# a partition boundary. Over the last dim it is mean, subtract, square, mean, rsqrt, scale: the
+# means are a linear layer whose weight is 1/C (XNNPACK's fully-connected), the rest elementwise.
+
+def _last_dim_layer_norm(node: Any) -> bool:
+    import torch
+
+    if node.op != "call_function" or node.target is not torch.ops.aten.layer_norm.default:
+        return False
+    return len(node.args[1]) == 1 and node.meta.get("val") is not None  # (its input's may have none)
+
+
+def layer_norms(gm: Any) -> int:
+    return sum(_last_dim_layer_norm(n) for n in gm.graph.nodes)
+
+
+def decompose_layer_norms(gm: Any) -> int:
+    """Rewrite every ``layer_norm`` over the last dim of ``gm`` (changed in place); return how many."""
+    import torch
+
+    aten, done = torch.ops.aten, 0
+    for node in list(gm.graph.nodes):
+        if not _last_dim_layer_norm(node):
+            continue
+        x, (channels,) = node.args[0], node.args[1]
+        weight = node.args[2] if len(node.args) > 2 else node.kwargs.get("weight")
+        bias = node.args[3] if len(node.args) > 3 else node.kwargs.get("bias")
+        eps = node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5)
+        name = f"_edge_mean_{done}"
+        while hasattr(gm, name):
+            name += "_"
+        gm.register_buffer(name, torch.full((1, int(channels)), 1.0 / int(channels),
+                                            dtype=node.meta["val"].dtype))
+        graph = gm.graph
+        with graph.inserting_before(node):
+            mean_w = graph.get_attr(name)
+            centred = graph.call_function(aten.sub.Tensor, (x, graph.call_function(aten.linear.default, (x, mean_w))))
+            var = graph.call_function(aten.linear.default,
+                                      (graph.call_function(aten.mul.Tensor, (centred, centred)), mean_w))
+            inv = graph.call_function(aten.rsqrt.default, (graph.call_function(aten.add.Tensor, (var, eps)),))
+            out = graph.call_function(aten.mul.Tensor, (centred, inv))
+            if weight is not None:
+                out = graph.call_function(aten.mul.Tensor, (out, weight))
+            if bias is not None:
+                out = graph.call_function(aten.add.Tensor, (out, bias))
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+        done += 1
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+# --- split -----------------------------------------------------------------------------------------
+# split / split_with_sizes (attention's q, k, v; EfficientViT, LeViT, EdgeNeXt) has no XNNPACK
+# config; each of its outputs is a unit-stride slice, which XNNPACK takes.
+
+def _split(node: Any) -> bool:
+    import torch
+
+    aten = torch.ops.aten
+    if node.op != "call_function" or node.target not in (aten.split.Tensor, aten.split_with_sizes.default):
+        return False
+    sized = node.target is aten.split_with_sizes.default or isinstance(node.meta.get("val"), (list, tuple))
+    return (sized
+            and all(u.op == "call_function" and u.target is operator.getitem for u in node.users))
+
+
+def splits(gm: Any) -> int:
+    return sum(_split(n) for n in gm.graph.nodes)
+
+
+def slice_splits(gm: Any) -> int:
+    """Rewrite every ``split`` of ``gm`` whose outputs are taken by index into slices; return how many."""
+    import torch
+
+    done = 0
+    for node in list(gm.graph.nodes):
+        if not _split(node):
+            continue
+        x = node.args[0]
+        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        sizes = ([int(n) for n in node.args[1]] if node.target is torch.ops.aten.split_with_sizes.default
+                 else [int(t.shape[dim]) for t in node.meta["val"]])
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        for user in list(node.users):
+            i = user.args[1]
+            with gm.graph.inserting_before(user):
+                piece = gm.graph.call_function(torch.ops.aten.slice.Tensor,
+                                               (x, dim, starts[i], starts[i] + sizes[i]))
+            user.replace_all_uses_with(piece)
+            gm.graph.erase_node(user)
+        gm.graph.erase_node(node)
+        done += 1
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+# --- unbind ----------------------------------------------------------------------------------------
+# Attention's ``q, k, v = qkv.unbind(0)`` (MobileViT, timm's Attention) lowers to split + squeeze,
+# neither in XNNPACK; each output is a unit-stride slice and a reshape, which XNNPACK takes.
+
+def _unbind(node: Any) -> bool:
+    import torch
+
+    return (node.op == "call_function" and node.target is torch.ops.aten.unbind.int
+            and isinstance(node.meta.get("val"), (list, tuple))
+            and all(u.op == "call_function" and u.target is operator.getitem for u in node.users))
+
+
+def unbinds(gm: Any) -> int:
+    return sum(_unbind(n) for n in gm.graph.nodes)
+
+
+def slice_unbinds(gm: Any) -> int:
+    """Rewrite every ``unbind`` of ``gm`` taken by index into slice + reshape; return how many."""
+    import torch
+
+    aten, done = torch.ops.aten, 0
+    for node in list(gm.graph.nodes):
+        if not _unbind(node):
+            continue
+        x = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        for user in list(node.users):
+            i, shape = user.args[1], [int(d) for d in node.meta["val"][user.args[1]].shape]
+            with gm.graph.inserting_before(user):
+                piece = gm.graph.call_function(aten.slice.Tensor, (x, dim, i, i + 1))
+                piece = gm.graph.call_function(aten.reshape.default, (piece, shape))
+            user.replace_all_uses_with(piece)
+            gm.graph.erase_node(user)
+        gm.graph.erase_node(node)
+        done += 1
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+# --- batched matmul --------------------------------------------------------------------------------
+# A 4-D ``q @ k.transpose(-2, -1)`` lowers to expand + view + bmm; the expand (a no-op here: the
+# batch dims already match) has no XNNPACK config and splits the delegate. Reshaped to 3-D
+# around a bmm, the same product is one delegated op.
+
+def _batched_matmul(node: Any) -> bool:
+    import torch
+
+    if node.op != "call_function" or node.target is not torch.ops.aten.matmul.default:
+        return False
+    shapes = [getattr(a, "meta", {}).get("val") for a in node.args[:2]]
+    if any(v is None for v in shapes):
+        return False
+    a, b = (v.shape for v in shapes)
+    return len(a) == len(b) >= 4 and tuple(a[:-2]) == tuple(b[:-2])
+
+
+def batched_matmuls(gm: Any) -> int:
+    return sum(_batched_matmul(n) for n in gm.graph.nodes)
+
+
+def bmm_matmuls(gm: Any) -> int:
+    """Rewrite every batched ``matmul`` of rank ≥ 4 with matching batch dims into reshape + bmm +
+    reshape; return how many."""
+    import torch
+
+    aten, done = torch.ops.aten, 0
+    for node in list(gm.graph.nodes):
+        if not _batched_matmul(node):
+            continue
+        a, b = node.args[:2]
+        sa, sb = ([int(d) for d in v.meta["val"].shape] for v in (a, b))
+        with gm.graph.inserting_before(node):
+            a3 = gm.graph.call_function(aten.reshape.default, (a, [-1, sa[-2], sa[-1]]))
+            b3 = gm.graph.call_function(aten.reshape.default, (b, [-1, sb[-2], sb[-1]]))
+            out = gm.graph.call_function(aten.bmm.default, (a3, b3))
+            out = gm.graph.call_function(aten.reshape.default, (out, [*sa[:-1], sb[-1]]))
+        node.replace_all_uses_with(out)
+        gm.graph.erase_node(node)
+        done += 1
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+# (finds, rewrites) pairs, applied in order by the ExecuTorch exporter; a rewrite reads shapes from
+# the nodes' traced metadata, which the nodes a rewrite adds lack, so the matmul goes before the
+# unbind that feeds it
+REWRITES: tuple[tuple[Callable[[Any], int], Callable[[Any], int]], ...] = (
+    (spatial_means, keepdim_means),
+    (layer_norms, decompose_layer_norms),
+    (batched_matmuls, bmm_matmuls),
+    (splits, slice_splits),
+    (unbinds, slice_unbinds),
+)

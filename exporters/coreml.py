@@ -93,6 +93,7 @@ class CoreMLExporter(Exporter):
             example = example.clamp(0, 1)
         with torch.no_grad():
             ep = torch.export.export(module, (example,), strict=False).run_decompositions({})
+        _drop_aliases(ep)
         shape = tuple(model.input_shape)
         inp = (ct.ImageType(name="image", shape=shape, scale=1 / 255.0, color_layout=ct.colorlayout.RGB)
                if image_input else ct.TensorType(name="image", shape=shape, dtype=np.float32))
@@ -132,6 +133,24 @@ class CoreMLExporter(Exporter):
             "logits": "classLabel_probs" if classifier else None,
         }
         return Converted(io=io, extra={"compute_precision": "float16" if fp16 else "float32", "spec": spec})
+
+
+def _drop_aliases(ep: Any) -> int:
+    """Remove ``aten.alias`` nodes (in place; returns how many): coremltools 9.0 has no converter for
+    that no-op, which decompositions leave where a slice takes a whole dim (GhostNetV2's
+    ``x[:, :out_chs]``). An alias that is itself a graph output stays, so the signature holds."""
+    import torch
+
+    done = 0
+    for node in list(ep.graph.nodes):
+        if node.op == "call_function" and node.target is torch.ops.aten.alias.default \
+                and not any(u.op == "output" for u in node.users):
+            node.replace_all_uses_with(node.args[0])
+            ep.graph.erase_node(node)
+            done += 1
+    if done:
+        ep.graph_module.recompile()
+    return done
 
 
 def weight_only_int8(module: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 from edge.models import LoadedModel
 from exporters import register
-from exporters._xnnpack_rewrites import keepdim_means, spatial_means
+from exporters._xnnpack_rewrites import REWRITES
 from exporters.base import Converted, Exporter, ExportRequest
 
 
@@ -83,9 +83,11 @@ class ExecuTorchExporter(Exporter):
         example = model.example_input(1)
         with torch.no_grad():
             ep = torch.export.export(program, (example,), strict=False)
-            if spatial_means(ep.graph_module):  # rewritten on the module, then exported again
+            found = [rewrite for finds, rewrite in REWRITES if finds(ep.graph_module)]
+            if found:  # rewritten on the module, then exported again
                 program = ep.module() if not isinstance(program, torch.fx.GraphModule) else program
-                keepdim_means(program)
+                for rewrite in found:
+                    rewrite(program)
                 ep = torch.export.export(program, (example,), strict=False)
             outputs = program(example)
         lowered = to_edge_transform_and_lower(ep, partitioner=[xnnpack_partitioner()])

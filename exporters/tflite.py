@@ -225,13 +225,20 @@ class TFLiteExporter(Exporter):
 
     @staticmethod
     def to_onnx(model: LoadedModel, program: Any, path: Path) -> None:
+        """Opset 17, or 20 where the graph has GELU: before opset 20 ONNX spells GELU with Erf, which
+        TFLite has no builtin for (the converter refused ConvNeXt and RepViT); opset 20's Gelu
+        becomes TFLite's GELU, which XNNPACK runs."""
+        import onnx
         import torch
 
-        try:
-            torch.onnx.export(program, (model.example_input(1),), str(path), input_names=["image"],
-                              output_names=model.output_names, opset_version=17, dynamo=False)
-        except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
-            raise EdgeError(f"{model.spec.name} could not be exported to ONNX: {first_line(exc)}") from exc
+        for opset in (17, 20):
+            try:
+                torch.onnx.export(program, (model.example_input(1),), str(path), input_names=["image"],
+                                  output_names=model.output_names, opset_version=opset, dynamo=False)
+            except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
+                raise EdgeError(f"{model.spec.name} could not be exported to ONNX: {first_line(exc)}") from exc
+            if not any(n.op_type == "Erf" for n in onnx.load(str(path), load_external_data=False).graph.node):
+                return
 
 def _converter(keras_model: Any) -> Any:
     """A TFLite converter for onnx2tf's Keras model through one concrete function (frozen in

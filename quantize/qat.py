@@ -110,7 +110,50 @@ def convert_qat(prepared: Any) -> Any:
 
     converted = pt2e.convert_pt2e(to_inference(prepared))
     move_exported_model_to_eval(converted)
+    unfuse_float_conv_bn(converted)
     return converted
+
+
+def _scale_of(node: Any) -> Any:
+    """The node a ``reshape(scale, shape)`` reshapes, else None."""
+    import torch
+
+    if getattr(node, "op", None) == "call_function" and node.target in (torch.ops.aten.reshape.default,
+                                                                         torch.ops.aten.view.default):
+        return node.args[0]
+    return None
+
+
+def unfuse_float_conv_bn(gm: Any) -> int:
+    """Undo QAT's conv-BN fusion where the quantizer left the conv float (a float head, a kept-float
+    layer): ``conv(x, w * s) / s`` becomes ``conv(x, w)``, exact, ahead of the same BatchNorm.
+
+    Why: prepare_qat_pt2e rewrites every conv-BN pair into that trainable form, and convert_pt2e
+    folds back only the quantized ones, so the float conv's weight stayed a computation on the
+    parameters; XNNPACK takes static conv weights only and left that conv out of the delegate.
+    Returns how many convs were rewritten (``gm`` changed in place)."""
+    import torch
+
+    aten, done = torch.ops.aten, 0
+    for conv in list(gm.graph.nodes):
+        if conv.op != "call_function" or conv.target not in (aten.conv2d.default, aten.conv1d.default):
+            continue
+        weight, users = conv.args[1], list(conv.users)
+        if getattr(weight, "target", None) is not aten.mul.Tensor or len(users) != 1:
+            continue
+        div = users[0]
+        scale = _scale_of(weight.args[1])
+        if div.target is not aten.div.Tensor or div.args[0] is not conv or scale is None \
+                or _scale_of(div.args[1]) is not scale:
+            continue
+        conv.args = (conv.args[0], weight.args[0], *conv.args[2:])
+        div.replace_all_uses_with(conv)
+        gm.graph.erase_node(div)
+        done += 1
+    if done:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return done
 
 
 def adapted_float_module(module: Any, prepared: Any) -> Any:

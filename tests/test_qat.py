@@ -132,26 +132,38 @@ def test_resume_equals_uninterrupted(ref_model, unlabelled: Path, ckpts: dict[st
     assert torch.equal(a["generator_state"], b["generator_state"])
 
 
-def test_executorch_pte_from_checkpoint_runs(reference_weights: Path, unlabelled: Path, ckpts: dict[str, Path],
-                                             tmp_path: Path) -> None:
+@pytest.fixture(scope="session")
+def tiny_ckpt(unlabelled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short ExecuTorch QAT run on timm's small test net (seeded random weights): the .pte test
+    checks that the artifact follows the QAT program it came from, which needs no trained weights,
+    and the reference's int8 lowering would take minutes of the suite's budget."""
+    from edge.qat import run_qat
+
+    path = tmp_path_factory.mktemp("qat-tiny") / "executorch.pt"
+    tiny = load_model(ModelSpec(name="test_efficientnet", weights="random", input_size=32))
+    run_qat(tiny, "executorch", str(unlabelled), path, _config(), save_every=0)
+    return path
+
+
+def test_executorch_pte_from_checkpoint_runs(unlabelled: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
     """`edge export executorch --qat CKPT`: the .pte runs on ExecuTorch and is compared with the QAT
     model it came from; the manifest says qat and names the checkpoint."""
     from edge.io import sha256_path
 
-    res = edge_main("export", "executorch", "--precision", "int8", "--weights", reference_weights,
-                    "--input-size", "32", "--qat", ckpts["executorch"], "--calib", unlabelled,
+    res = edge_main("export", "executorch", "--precision", "int8", "--model", "test_efficientnet", "--weights",
+                    "random", "--input-size", "32", "--qat", tiny_ckpt, "--calib", unlabelled,
                     "--calib-size", "8", "--eval-size", "16", "--out", tmp_path, "--json")
     assert res.returncode == 0, res.stderr[-3000:]
     rep = json.loads(res.stdout)
     man = json.loads(Path(rep["manifest"]).read_text())
-    assert man["method"] == "qat" and man["qat_checkpoint_sha256"] == sha256_path(ckpts["executorch"])
+    assert man["method"] == "qat" and man["qat_checkpoint_sha256"] == sha256_path(tiny_ckpt)
     assert man["quantization"]["steps"] == STEPS and man["quantization"]["ptq"]["float_head"] is True
+    assert man["delegation"]["non_delegated_by_op"].keys() <= {"dim_order_ops__to_dim_order_copy_default", "getitem"}
     par = rep["parity"]
     assert par["measured"] is True and par["images"] == 16
-    # the deployed .pte follows the QAT model it came from far more closely than int8 follows float
-    # (XNNPACK's requantization rounds differently by an LSB: bench_qat.py measures the agreement)
-    vs_qat, qat_vs_float = par["vs_quantized_program"], par["quantized_program_vs_float"]
-    assert vs_qat["sqnr_db"] > 15.0 and vs_qat["sqnr_db"] > qat_vs_float["sqnr_db"] + 5.0, par
+    # the deployed .pte follows the QAT model it came from (XNNPACK's requantization rounds
+    # differently by an LSB now and then); a broken lowering lands near 0 dB
+    assert par["vs_quantized_program"]["sqnr_db"] > 20.0, par
 
 
 @pytest.mark.parametrize("target", ["coreml", "executorch"])
@@ -162,7 +174,9 @@ def test_batchnorm_counters_are_not_quantized(target: str) -> None:
     import torch
 
     from edge.qat import target_scheme
-    from quantize.qat import convert_qat, prepare_qat, set_phase
+    from quantize.qat import prepare_qat, set_phase, to_inference, unfuse_float_conv_bn
+
+    pt2e = pytest.importorskip("torchao.quantization.pt2e.quantize_pt2e")
 
     # any BatchNorm network shows it: timm's small test net keeps the test quick
     model = load_model(ModelSpec(name="test_efficientnet", weights="random", input_size=32, num_classes=10))
@@ -171,10 +185,21 @@ def test_batchnorm_counters_are_not_quantized(target: str) -> None:
     assert not [n for n in prepared.graph.nodes if "num_batches_tracked" in str(n.target)
                 and any(u.target is torch.ops.aten.add_.Tensor for u in n.users)]
     set_phase(prepared, 0, QATConfig(freeze_bn_after=2, freeze_observers_after=2))
+    x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
-        out = prepared(torch.randn(4, 3, 32, 32))
+        out = prepared(x)
     assert out.shape == (4, 10) and torch.isfinite(out).all()
-    exported = torch.export.export(convert_qat(prepared), (model.example_input(1),), strict=False)
+    # convert_qat's last step, checked on its own: QAT's conv-BN fusion is undone where the conv
+    # stayed float (the head's conv_head + bn2), exactly, so its weight is a parameter again, which
+    # XNNPACK needs (the .pte test checks the delegation)
+    converted = pt2e.convert_pt2e(to_inference(prepared))
+    with torch.no_grad():
+        before = converted(x)
+        assert unfuse_float_conv_bn(converted) == 1
+        torch.testing.assert_close(converted(x), before, rtol=1e-5, atol=1e-5)
+    convs = [n for n in converted.graph.nodes if n.target is torch.ops.aten.conv2d.default]
+    assert all(n.args[1].op == "get_attr" or "dequantize" in str(n.args[1].target) for n in convs)
+    exported = torch.export.export(converted, (model.example_input(1),), strict=False)
     assert not exported.run_decompositions({}).graph_signature.buffers_to_mutate
 
 

@@ -53,3 +53,96 @@ def test_executorch_delegates_the_mean(tmp_path) -> None:
         counts.append(delegation_counts(lowered.exported_program().graph_module)["non_delegated_by_op"])
     assert any("mean" in op for op in counts[0])
     assert not any("mean" in op for op in counts[1])
+
+
+class _Tokens(torch.nn.Module):
+    """LayerNorm over channels of a feature map (timm's LayerNorm2d) and of tokens, and q/k/v
+    split both ways: the ops ExecuTorch's partitioner left out for ConvNeXt, MobileViT, EfficientViT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from timm.layers import LayerNorm2d
+
+        self.conv = torch.nn.Conv2d(3, 12, 3, padding=1)
+        self.norm2d, self.norm = LayerNorm2d(12), torch.nn.LayerNorm(12)
+        torch.nn.init.normal_(self.norm.weight)
+        torch.nn.init.normal_(self.norm.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.norm(self.norm2d(self.conv(x)).flatten(2).transpose(1, 2))
+        q, k, v = t.split([4, 4, 4], dim=-1)
+        a, b = t.split(32, dim=1)
+        return torch.cat([(q * k + v).flatten(1), (a + b).flatten(1)], dim=1)
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+def test_layer_norm_and_split_rewrites_are_exact(quantized: bool) -> None:
+    from exporters._xnnpack_rewrites import decompose_layer_norms, layer_norms, slice_splits, splits
+    from quantize import PTQConfig, quantize
+
+    torch.manual_seed(0)
+    module, x = _Tokens().eval(), torch.randn(1, 3, 8, 8)
+    if quantized:
+        gm = quantize(module, x, torch.randn(8, 3, 8, 8), PTQConfig(calib_size=8, float_head=False,
+                                                                         observer="minmax"), "xnnpack")
+    else:
+        gm = torch.export.export(module, (x,), strict=False).module()
+    before = gm(x)
+    assert (layer_norms(gm), splits(gm)) == (2, 2)
+    assert decompose_layer_norms(gm) == 2 and slice_splits(gm) == 2
+    assert (layer_norms(gm), splits(gm)) == (0, 0)
+    torch.testing.assert_close(gm(x), before, rtol=0, atol=1e-5 * float(before.abs().max()))
+
+
+def test_executorch_delegates_layer_norm_and_split() -> None:
+    """Before the rewrites the partitioner leaves both LayerNorms and both splits out; after, no
+    compute op stays outside XNNPACK (layout copies and getitems of the delegate aside)."""
+    from executorch.exir import to_edge_transform_and_lower
+
+    from exporters._xnnpack_rewrites import REWRITES
+    from exporters.executorch import delegation_counts, xnnpack_partitioner
+
+    x = torch.randn(1, 3, 8, 8)
+    counts = []
+    for rewrite in (False, True):
+        gm = torch.export.export(_Tokens().eval(), (x,), strict=False).module()
+        for finds, apply in REWRITES if rewrite else ():
+            if finds(gm):
+                apply(gm)
+        lowered = to_edge_transform_and_lower(torch.export.export(gm, (x,), strict=False),
+                                              partitioner=[xnnpack_partitioner()])
+        counts.append(delegation_counts(lowered.exported_program().graph_module)["non_delegated_by_op"])
+    assert any("layer_norm" in op for op in counts[0]) and any("split" in op for op in counts[0])
+    assert not [op for op in counts[1] if not any(k in op for k in ("dim_order", "getitem"))], counts[1]
+
+
+class _Attention(torch.nn.Module):
+    """timm's attention core: qkv.unbind(0) and two 4-D matmuls (MobileViT, EfficientFormerV2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qkv = x.reshape(1, 16, 3, 2, 4).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
+        return (attn @ v).transpose(1, 2).reshape(1, 16, 8)
+
+
+def test_attention_rewrites_are_exact_and_delegated() -> None:
+    from executorch.exir import to_edge_transform_and_lower
+
+    from exporters._xnnpack_rewrites import REWRITES, batched_matmuls, unbinds
+    from exporters.executorch import delegation_counts, xnnpack_partitioner
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 24)
+    gm = torch.export.export(_Attention().eval(), (x,), strict=False).module()
+    before = gm(x)
+    assert (unbinds(gm), batched_matmuls(gm)) == (1, 2)
+    for finds, apply in REWRITES:
+        if finds(gm):
+            apply(gm)
+    assert (unbinds(gm), batched_matmuls(gm)) == (0, 0)
+    torch.testing.assert_close(gm(x), before, rtol=0, atol=1e-6)
+    lowered = to_edge_transform_and_lower(torch.export.export(gm, (x,), strict=False),
+                                          partitioner=[xnnpack_partitioner()])
+    counts = delegation_counts(lowered.exported_program().graph_module)
+    assert counts["delegated_subgraphs"] == 1 and set(counts["non_delegated_by_op"]) <= {"getitem"}, counts

@@ -9,8 +9,8 @@ from typing import Any
 
 from edge.io import write_bytes, write_json
 
-MARK = {"ok": "✅", "simulated": "☑️", "warn": "⚠️", "fail": "❌"}
-COLOUR = {"ok": "#c8efc8", "simulated": "#dde8f6", "warn": "#fbe7b5", "fail": "#f6c4c4"}
+MARK = {"ok": "✅", "simulated": "☑️", "warn": "⚠️", "limit": "🚧", "fail": "❌"}
+COLOUR = {"ok": "#c8efc8", "simulated": "#dde8f6", "warn": "#fbe7b5", "limit": "#e4dcf2", "fail": "#f6c4c4"}
 
 
 def columns(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -24,8 +24,8 @@ def models(result: dict[str, Any]) -> list[str]:
 
 def cell_text(c: dict[str, Any]) -> str:
     """What a grid cell says: its figures, or the stage that failed."""
-    if c["status"] == "fail":
-        return f"{c['stage']} failed"
+    if c["stage"] is not None:
+        return f"{c['stage']} failed" + (" (upstream)" if c["status"] == "limit" else "")
     parts = []
     if c["precision"] == "fp32":
         db = c["sqnr_vs_float_db"]
@@ -60,7 +60,7 @@ def header_lines(result: dict[str, Any]) -> list[str]:
         f"weights {s['weights']}; calibration {s['calib_size']} and {s['eval_size']} held-out images from {s['calib']}",
         f"host: {h['cpu']}, {h['cores']} cores; batch 1, {s['threads']} threads, median of {s['runs']} runs",
         f"cells: {n['ok']} ok, {n['simulated']} simulated (Core ML off macOS), {n['warn']} missed a goal, "
-        f"{n['fail']} failed",
+        f"{n['limit']} held by a known upstream limit, {n['fail']} failed",
         f"took {result['seconds']} s (models and images {st['models_and_images']} s, exports and checks on "
         f"{s['workers']} processes {st['exports_and_checks']} s, timing {st['timing']} s)",
         "fp32: artifact vs eager PyTorch SQNR (goal ≥ 60 dB); int8: SQNR vs its own fake-quant program, p50, "
@@ -73,14 +73,16 @@ def header_lines(result: dict[str, Any]) -> list[str]:
 
 
 def problems(result: dict[str, Any]) -> list[str]:
-    """One line per cell that failed or missed a goal."""
+    """One line per cell that failed, missed a goal or hit a known upstream limit (with its reason)."""
     out = []
     for c in result["cells"]:
         where = f"{c['model']} {c['target']} {c['precision']}"
-        if c["status"] == "fail":
-            out.append(f"{where}: {c['stage']} failed: {c['reason']}")
-        elif c["status"] == "warn":
-            out.append(f"{where}: {c['goal']}")
+        what = f"{c['stage']} failed: {c['reason']}" if c["stage"] is not None else c["goal"]
+        if c["status"] in ("fail", "warn", "limit"):
+            limit = c.get("limit")
+            if limit:
+                what += f" — upstream limit: {limit['why']}" + (f" ({limit['upstream']})" if limit["upstream"] else "")
+            out.append(f"{where}: {what}")
     return out
 
 
@@ -111,7 +113,9 @@ def to_html(result: dict[str, Any]) -> str:
             if c is None:
                 tds.append("<td></td>")
                 continue
-            why = c["reason"] if c["status"] == "fail" else c["goal"] or "; ".join(c["notes"])
+            why = c["reason"] if c["stage"] is not None else c["goal"] or "; ".join(c["notes"])
+            if c.get("limit"):
+                why = f"{why} — upstream limit: {c['limit']['why']}"
             tds.append(f'<td class="{c["status"]}" title="{esc(why or "")}">{esc(cell_text(c))}</td>')
         trs.append("<tr>" + "".join(tds) + "</tr>")
     legend = "".join(f'<span class="{k}">{esc(k)}</span> ' for k in COLOUR)

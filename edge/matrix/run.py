@@ -22,6 +22,7 @@ from edge.harness import latency
 from edge.io import ensure_writable_dir
 from edge.manifest import package_versions
 from edge.matrix import MODELS
+from edge.matrix.limits import explain
 from edge.models import ModelSpec, check_spec
 from edge.pipeline import Inputs, load_inputs
 from edge.progress import say
@@ -115,7 +116,7 @@ def empty_cell(model: str, target: str, precision: str) -> dict[str, Any]:
             "reason": None, "artifact": None, "size_bytes": None, "export_s": None, "reused": False,
             "measured": False, "sqnr_vs_float_db": None, "sqnr_vs_program_db": None, "agreement_top1": None,
             "delegation": None, "compute_ops_left": None, "latency_ms": None, "int8_over_fp32": None,
-            "goal": None, "notes": []}
+            "goal": None, "limit": None, "notes": []}
 
 
 def failed(cell: dict[str, Any], stage: str, reason: str) -> dict[str, Any]:
@@ -201,8 +202,11 @@ def judge(cells: list[dict[str, Any]], trained: bool) -> None:
     """Each built cell against issue 14's goals: fp32 reproduces eager PyTorch (≥ 60 dB); int8 runs
     with every compute op in the delegate and is no slower than the model's fp32 artifact. A cell
     that ran but misses a goal is "warn", with the goal it missed. Random-weight int8 fidelity is
-    not judged (it means nothing), only whether the artifact matches its own fake-quant program."""
+    not judged (it means nothing), only whether the artifact matches its own fake-quant program.
+    A failed cell, or one whose only miss is ops outside XNNPACK, that a known upstream limit
+    explains (edge.matrix.limits) is "limit", with the reason."""
     fp32 = {(c["model"], c["target"]): c for c in cells if c["precision"] == "fp32"}
+    ops_only: set[int] = set()  # cells whose one missed goal is ops left outside XNNPACK
     for c in cells:
         if c["status"] != "ok":
             continue
@@ -224,6 +228,14 @@ def judge(cells: list[dict[str, Any]], trained: bool) -> None:
             c["notes"].append("random weights: int8 fidelity vs float not judged (only vs its own program)")
         c["goal"] = "; ".join(missed) or None
         c["status"] = "warn" if missed else ("simulated" if not c["measured"] else "ok")
+        if len(missed) == 1 and c["compute_ops_left"]:
+            ops_only.add(id(c))
+    for c in cells:  # a failure or left-out op that a known upstream limit explains says so
+        limit = explain(c)
+        if limit is not None:
+            c["limit"] = {"why": limit.why, "upstream": limit.upstream}
+            if c["status"] == "fail" or id(c) in ops_only:
+                c["status"] = "limit"
 
 
 def run_matrix(out: Path, cfg: MatrixConfig, calib: str) -> dict[str, Any]:
