@@ -227,10 +227,10 @@ def _batched_matmul(node: Any) -> bool:
 
     if node.op != "call_function" or node.target is not torch.ops.aten.matmul.default:
         return False
-    shapes = [getattr(a, "meta", {}).get("val") for a in node.args[:2]]
-    if any(v is None for v in shapes):
+    vals = [getattr(a, "meta", {}).get("val") for a in node.args[:2]]
+    if vals[0] is None or vals[1] is None:
         return False
-    a, b = (v.shape for v in shapes)
+    a, b = vals[0].shape, vals[1].shape
     return len(a) == len(b) >= 4 and tuple(a[:-2]) == tuple(b[:-2])
 
 
