@@ -206,7 +206,7 @@ def slice_unbinds(gm: Any) -> int:
             i, shape = user.args[1], [int(d) for d in node.meta["val"][user.args[1]].shape]
             with gm.graph.inserting_before(user):
                 piece = gm.graph.call_function(aten.slice.Tensor, (x, dim, i, i + 1))
-                piece = gm.graph.call_function(aten.reshape.default, (piece, shape))
+                piece = gm.graph.call_function(aten.reshape.default, (piece, [-1, *shape[1:]] if shape else shape))
             user.replace_all_uses_with(piece)
             gm.graph.erase_node(user)
         gm.graph.erase_node(node)
@@ -253,7 +253,8 @@ def bmm_matmuls(gm: Any) -> int:
             a3 = gm.graph.call_function(aten.reshape.default, (a, [-1, sa[-2], sa[-1]]))
             b3 = gm.graph.call_function(aten.reshape.default, (b, [-1, sb[-2], sb[-1]]))
             out = gm.graph.call_function(aten.bmm.default, (a3, b3))
-            out = gm.graph.call_function(aten.reshape.default, (out, [*sa[:-1], sb[-1]]))
+            # the leading dim as -1: a PT2E program's shapes were traced at its calibration batch
+            out = gm.graph.call_function(aten.reshape.default, (out, [-1, *sa[1:-1], sb[-1]]))
         node.replace_all_uses_with(out)
         gm.graph.erase_node(node)
         done += 1

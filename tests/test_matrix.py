@@ -97,7 +97,7 @@ def test_attention_model_exports_or_says_why(slice_run: dict) -> None:
     assert et["compute_ops_left"] == {} and any("built for 64 px" in n for n in et["notes"])
     tfl = _cell(result, "efficientformerv2_s0", "tflite", "fp32")
     assert tfl["status"] == "limit" and tfl["stage"] == "export" and "onnx2tf" in tfl["reason"]
-    assert "onnx2tf 1.29.24" in tfl["limit"]["why"]
+    assert len(tfl["limits"]) == 1 and "onnx2tf 1.29.24" in tfl["limits"][0]["why"]
     from edge.matrix.render import problems
 
     assert any(ln.startswith("efficientformerv2_s0 tflite fp32: export failed") and "upstream limit" in ln
@@ -172,6 +172,18 @@ def test_known_limits_match_what_executorch_leaves_out() -> None:
         cell["compute_ops_left"] = compute_ops_left(delegation_counts(lowered.exported_program().graph_module))
         assert cell["compute_ops_left"], type(module).__name__
         found[type(module).__name__] = explain(cell)
-    assert found["Up"] is not None and "nearest" in found["Up"].why
-    assert found["Strided"] is not None and "unit strides" in found["Strided"].why
-    assert found["Unexplained"] is None
+    assert len(found["Up"]) == 1 and "nearest" in found["Up"][0].why
+    assert len(found["Strided"]) == 1 and "unit strides" in found["Strided"][0].why
+    assert found["Unexplained"] == []  # cumsum is a known limit, sign is not: the cell stays unexplained
+
+
+def test_judging_again_gives_the_same_cells(slice_run: dict) -> None:
+    """bench_matrix.py --rejudge re-reads a run after the limits table changes: judging is idempotent."""
+    import copy
+
+    from edge.matrix.run import judge
+
+    for result in (slice_run["main"], slice_run["fp32"]):
+        cells = copy.deepcopy(result["cells"])
+        judge(cells, trained=False)
+        assert cells == result["cells"]

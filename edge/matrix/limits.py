@@ -1,10 +1,12 @@
 """Known upstream limits: cells that fail or miss a goal because a third-party converter or runtime
 cannot do what the cell asks, each with the reason (and the upstream issue where one exists),
-described as data. ``explain`` matches a cell's failure reason, or the compute ops it left outside
-XNNPACK; a matched cell is status "limit" with that text, so an unexplained failure stands out.
+described as data. A limit explains either a failure (its ``reason`` pattern matches the cell's
+one-line reason) or ops left outside XNNPACK (its ``ops`` pattern matches the op's name). A cell is
+explained when its failure, or every compute op it left out, is; such a cell is status "limit" with
+the reasons, so an unexplained failure stands out.
 
-Each entry was found by the matrix (docs/matrix.md lists the models); a test keeps one of each
-kind matching what the converter really says.
+Each entry was found by the matrix (docs/matrix.md lists the models); tests keep entries matching
+what the converters really say.
 """
 
 from __future__ import annotations
@@ -17,35 +19,39 @@ from typing import Any
 @dataclass(frozen=True)
 class Limit:
     target: str
-    pattern: str  # regex searched in the failure reason, or in each compute op left outside XNNPACK
     why: str
+    ops: str | None = None  # regex searched in each op name left outside XNNPACK
+    reason: str | None = None  # regex searched in a failed cell's reason
     upstream: str | None = None
 
-    def matches(self, cell: dict[str, Any]) -> bool:
-        if cell["target"] != self.target:
-            return False
-        texts = [cell["reason"] or ""] if cell["status"] == "fail" else list(cell["compute_ops_left"] or {})
-        return bool(texts) and all(re.search(self.pattern, t) for t in texts)
 
+_NO_CONFIG = "ExecuTorch 1.5.1's XNNPACK partitioner has no config for"
 
 LIMITS: tuple[Limit, ...] = (
-    Limit("executorch", r"upsample_nearest2d",
-          "ExecuTorch 1.5.1's XNNPACK partitioner has no config for nearest-neighbour upsampling (bilinear "
-          "only), so it runs in the portable kernels"),
-    Limit("executorch", r"slice_copy",
-          "XNNPACK's slice takes unit strides only; a strided slice (LeViT's x[:, ::2, ::2] subsampling) "
-          "runs in the portable kernels"),
-    Limit("executorch", r"cumsum|pow|arange|upsample_nearest2d|slice_copy",
-          "EdgeNeXt's positional encoding (cumsum, pow, arange) has no XNNPACK config in ExecuTorch 1.5.1"),
-    Limit("tflite", r"onnx2tf",
-          "onnx2tf 1.29.24 could not build its Keras graph for this model (its NCHW→NHWC guesses fail on "
-          "this graph); 1.29.24 is the newest onnx2tf for Python 3.11"),
+    Limit("executorch", f"{_NO_CONFIG} nearest-neighbour upsampling (bilinear only)", ops=r"upsample_nearest"),
+    Limit("executorch", "XNNPACK's slice takes unit strides only (LeViT's x[:, ::2, ::2] subsampling is strided)",
+          ops=r"slice_copy"),
+    Limit("executorch", f"{_NO_CONFIG} cumsum, arange, full, bitwise_not or rounding division "
+          "(EdgeNeXt's positional encoding builds its grid at run time)",
+          ops=r"cumsum|arange|_full_|bitwise_not|div_tensor_mode"),
+    Limit("executorch", f"{_NO_CONFIG} sum, nor pow beyond squares (an L2 normalize: EdgeNeXt's "
+          "cross-covariance attention)", ops=r"sum_dim|pow_"),
+    Limit("tflite", "onnx2tf 1.29.24, the newest for Python 3.11, could not build its Keras graph for this "
+          "model (its NCHW→NHWC guesses fail on this graph)", reason=r"onnx2tf"),
 )
 
 
-def explain(cell: dict[str, Any]) -> Limit | None:
-    """The known limit a failed cell, or one that left compute ops outside XNNPACK, hits, if any (a
-    missed speed or parity goal is ours to explain, never an upstream limit)."""
-    if cell["status"] == "fail" or (cell["status"] == "warn" and cell["compute_ops_left"]):
-        return next((lim for lim in LIMITS if lim.matches(cell)), None)
-    return None
+def explain(cell: dict[str, Any]) -> list[Limit]:
+    """The known limits that explain a failed cell, or every compute op a cell left outside
+    XNNPACK; [] when anything is unexplained (a missed speed or parity goal is ours to explain)."""
+    mine = [lim for lim in LIMITS if lim.target == cell["target"]]
+    if cell["status"] == "fail":
+        found = [lim for lim in mine if lim.reason and re.search(lim.reason, cell["reason"] or "")]
+        return found[:1]
+    ops = list(cell["compute_ops_left"] or {})
+    if cell["status"] != "warn" or not ops:
+        return []
+    per_op = [[lim for lim in mine if lim.ops and re.search(lim.ops, op)] for op in ops]
+    if not all(per_op):
+        return []
+    return list(dict.fromkeys(lim for found in per_op for lim in found))

@@ -72,6 +72,12 @@ def header_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def limit_text(c: dict[str, Any]) -> str:
+    """The reason of each known upstream limit a cell hits, appended to its line ('' if none)."""
+    return "".join(f" — upstream limit: {lim['why']}" + (f" ({lim['upstream']})" if lim["upstream"] else "")
+                   for lim in c.get("limits") or [])
+
+
 def problems(result: dict[str, Any]) -> list[str]:
     """One line per cell that failed, missed a goal or hit a known upstream limit (with its reason)."""
     out = []
@@ -79,10 +85,7 @@ def problems(result: dict[str, Any]) -> list[str]:
         where = f"{c['model']} {c['target']} {c['precision']}"
         what = f"{c['stage']} failed: {c['reason']}" if c["stage"] is not None else c["goal"]
         if c["status"] in ("fail", "warn", "limit"):
-            limit = c.get("limit")
-            if limit:
-                what += f" — upstream limit: {limit['why']}" + (f" ({limit['upstream']})" if limit["upstream"] else "")
-            out.append(f"{where}: {what}")
+            out.append(f"{where}: {what}{limit_text(c)}")
     return out
 
 
@@ -114,8 +117,7 @@ def to_html(result: dict[str, Any]) -> str:
                 tds.append("<td></td>")
                 continue
             why = c["reason"] if c["stage"] is not None else c["goal"] or "; ".join(c["notes"])
-            if c.get("limit"):
-                why = f"{why} — upstream limit: {c['limit']['why']}"
+            why = f"{why or ''}{limit_text(c)}"
             tds.append(f'<td class="{c["status"]}" title="{esc(why or "")}">{esc(cell_text(c))}</td>')
         trs.append("<tr>" + "".join(tds) + "</tr>")
     legend = "".join(f'<span class="{k}">{esc(k)}</span> ' for k in COLOUR)

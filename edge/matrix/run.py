@@ -116,7 +116,7 @@ def empty_cell(model: str, target: str, precision: str) -> dict[str, Any]:
             "reason": None, "artifact": None, "size_bytes": None, "export_s": None, "reused": False,
             "measured": False, "sqnr_vs_float_db": None, "sqnr_vs_program_db": None, "agreement_top1": None,
             "delegation": None, "compute_ops_left": None, "latency_ms": None, "int8_over_fp32": None,
-            "goal": None, "limit": None, "notes": []}
+            "goal": None, "limits": [], "notes": []}
 
 
 def failed(cell: dict[str, Any], stage: str, reason: str) -> dict[str, Any]:
@@ -198,17 +198,25 @@ class MatrixRun:
         cell["status"] = "ok"
 
 
+RANDOM_INT8 = "random weights: int8 fidelity vs float not judged (only vs its own program)"
+
+
 def judge(cells: list[dict[str, Any]], trained: bool) -> None:
     """Each built cell against issue 14's goals: fp32 reproduces eager PyTorch (≥ 60 dB); int8 runs
     with every compute op in the delegate and is no slower than the model's fp32 artifact. A cell
     that ran but misses a goal is "warn", with the goal it missed. Random-weight int8 fidelity is
     not judged (it means nothing), only whether the artifact matches its own fake-quant program.
-    A failed cell, or one whose only miss is ops outside XNNPACK, that a known upstream limit
-    explains (edge.matrix.limits) is "limit", with the reason."""
+    A failed cell, or one whose only miss is ops outside XNNPACK, that known upstream limits
+    explain (edge.matrix.limits) is "limit", with the reasons. Judging again gives the same result
+    (benchmarks/bench_matrix.py --rejudge re-reads a run after the limits table changes)."""
     fp32 = {(c["model"], c["target"]): c for c in cells if c["precision"] == "fp32"}
-    ops_only: set[int] = set()  # cells whose one missed goal is ops left outside XNNPACK
     for c in cells:
-        if c["status"] != "ok":
+        c["limits"] = []
+        if c["stage"] is not None or not c["artifact"]:
+            c["status"] = "fail"
+            c["limits"] = [dataclasses.asdict(lim) for lim in explain(c)]
+            if c["limits"]:
+                c["status"] = "limit"
             continue
         missed: list[str] = []
         if c["precision"] == "fp32" and c["measured"]:
@@ -224,17 +232,13 @@ def judge(cells: list[dict[str, Any]], trained: bool) -> None:
             c["int8_over_fp32"] = round(f50 / p50, 3)  # a speed-up: > 1 is faster
             if p50 > f50 * SLOWER_TOLERANCE:
                 missed.append(f"slower than fp32 ({f50 / p50:.2f}×)")
-        if c["precision"] != "fp32" and not trained:
-            c["notes"].append("random weights: int8 fidelity vs float not judged (only vs its own program)")
+        if c["precision"] != "fp32" and not trained and RANDOM_INT8 not in c["notes"]:
+            c["notes"].append(RANDOM_INT8)
         c["goal"] = "; ".join(missed) or None
         c["status"] = "warn" if missed else ("simulated" if not c["measured"] else "ok")
-        if len(missed) == 1 and c["compute_ops_left"]:
-            ops_only.add(id(c))
-    for c in cells:  # a failure or left-out op that a known upstream limit explains says so
-        limit = explain(c)
-        if limit is not None:
-            c["limit"] = {"why": limit.why, "upstream": limit.upstream}
-            if c["status"] == "fail" or id(c) in ops_only:
+        if c["status"] == "warn":
+            c["limits"] = [dataclasses.asdict(lim) for lim in explain(c)]
+            if c["limits"] and len(missed) == 1:  # the one miss is ops that upstream cannot take
                 c["status"] = "limit"
 
 
