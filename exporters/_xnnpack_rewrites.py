@@ -23,6 +23,35 @@ def _is_quant(node: Any) -> bool:
         "dequantize" not in str(node.target)
 
 
+def _count(gm: Any, match: Callable[[Any], bool]) -> int:
+    return sum(match(n) for n in gm.graph.nodes)
+
+
+def _each(gm: Any, match: Callable[[Any], bool], rewrite: Callable[[Any, Any], None]) -> int:
+    """``rewrite(gm, node)`` for every node ``match`` takes (``gm`` changed in place), then one lint
+    and recompile; returns how many. The caller exports ``gm`` again, which re-traces it."""
+    done = 0
+    for node in list(gm.graph.nodes):
+        if match(node):
+            rewrite(gm, node)
+            done += 1
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+def _replace_items(gm: Any, node: Any, piece: Callable[[int], Any]) -> None:
+    """Each ``node[i]`` (a getitem user of a multi-output node) replaced by ``piece(i)``, built just
+    before it; then ``node`` itself is dropped."""
+    for user in list(node.users):
+        with gm.graph.inserting_before(user):
+            new = piece(user.args[1])
+        user.replace_all_uses_with(new)
+        gm.graph.erase_node(user)
+    gm.graph.erase_node(node)
+
+
 def _spatial_mean(node: Any) -> bool:
     """``aten.mean.dim`` over H and W of a 4-D tensor, without keepdim (the rank is read from the
     mean's own output: a dequantize inserted by PT2E may carry no shape)."""
@@ -38,39 +67,34 @@ def _spatial_mean(node: Any) -> bool:
 
 
 def spatial_means(gm: Any) -> int:
-    return sum(_spatial_mean(n) for n in gm.graph.nodes)
+    return _count(gm, _spatial_mean)
 
 
 def keepdim_means(gm: Any) -> int:
     """Rewrite every spatial ``mean`` of ``gm`` (a torch.fx GraphModule, changed in place) to
-    keepdim + reshape; return how many. The caller exports ``gm`` again, which re-traces it."""
+    keepdim + reshape; return how many."""
+    return _each(gm, _spatial_mean, _keepdim_mean)
+
+
+def _keepdim_mean(gm: Any, node: Any) -> None:
     import torch
 
     q_dq = torch.ops.quantized_decomposed
-    done = 0
-    for node in list(gm.graph.nodes):
-        if not _spatial_mean(node):
-            continue
-        channels = int(node.meta["val"].shape[1])
-        node.args = (node.args[0], [2, 3], True)
-        users = list(node.users)
-        anchor = users[0] if len(users) == 1 and _is_quant(users[0]) else node
-        with gm.graph.inserting_after(anchor):
-            if anchor is node:
-                out = first = gm.graph.call_function(torch.ops.aten.reshape.default, (node, [-1, channels]))
-            else:
-                params = tuple(anchor.args[1:])
-                first = gm.graph.call_function(q_dq.dequantize_per_tensor.default, (anchor, *params))
-                with gm.graph.inserting_after(first):
-                    flat = gm.graph.call_function(torch.ops.aten.reshape.default, (first, [-1, channels]))
-                with gm.graph.inserting_after(flat):
-                    out = gm.graph.call_function(q_dq.quantize_per_tensor.default, (flat, *params))
-        anchor.replace_all_uses_with(out, delete_user_cb=lambda user, first=first: user is not first)
-        done += 1
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    channels = int(node.meta["val"].shape[1])
+    node.args = (node.args[0], [2, 3], True)
+    users = list(node.users)
+    anchor = users[0] if len(users) == 1 and _is_quant(users[0]) else node
+    with gm.graph.inserting_after(anchor):
+        if anchor is node:
+            out = first = gm.graph.call_function(torch.ops.aten.reshape.default, (node, [-1, channels]))
+        else:
+            params = tuple(anchor.args[1:])
+            first = gm.graph.call_function(q_dq.dequantize_per_tensor.default, (anchor, *params))
+            with gm.graph.inserting_after(first):
+                flat = gm.graph.call_function(torch.ops.aten.reshape.default, (first, [-1, channels]))
+            with gm.graph.inserting_after(flat):
+                out = gm.graph.call_function(q_dq.quantize_per_tensor.default, (flat, *params))
+    anchor.replace_all_uses_with(out, delete_user_cb=lambda user: user is not first)
 
 
 # --- LayerNorm -------------------------------------------------------------------------------------
@@ -88,45 +112,40 @@ def _last_dim_layer_norm(node: Any) -> bool:
 
 
 def layer_norms(gm: Any) -> int:
-    return sum(_last_dim_layer_norm(n) for n in gm.graph.nodes)
+    return _count(gm, _last_dim_layer_norm)
 
 
 def decompose_layer_norms(gm: Any) -> int:
     """Rewrite every ``layer_norm`` over the last dim of ``gm`` (changed in place); return how many."""
+    return _each(gm, _last_dim_layer_norm, _decompose_layer_norm)
+
+
+def _decompose_layer_norm(gm: Any, node: Any) -> None:
     import torch
 
-    aten, done = torch.ops.aten, 0
-    for node in list(gm.graph.nodes):
-        if not _last_dim_layer_norm(node):
-            continue
-        x, (channels,) = node.args[0], node.args[1]
-        weight = node.args[2] if len(node.args) > 2 else node.kwargs.get("weight")
-        bias = node.args[3] if len(node.args) > 3 else node.kwargs.get("bias")
-        eps = node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5)
-        name = f"_edge_mean_{done}"
-        while hasattr(gm, name):
-            name += "_"
-        gm.register_buffer(name, torch.full((1, int(channels)), 1.0 / int(channels),
-                                            dtype=node.meta["val"].dtype))
-        graph = gm.graph
-        with graph.inserting_before(node):
-            mean_w = graph.get_attr(name)
-            centred = graph.call_function(aten.sub.Tensor, (x, graph.call_function(aten.linear.default, (x, mean_w))))
-            var = graph.call_function(aten.linear.default,
-                                      (graph.call_function(aten.mul.Tensor, (centred, centred)), mean_w))
-            inv = graph.call_function(aten.rsqrt.default, (graph.call_function(aten.add.Tensor, (var, eps)),))
-            out = graph.call_function(aten.mul.Tensor, (centred, inv))
-            if weight is not None:
-                out = graph.call_function(aten.mul.Tensor, (out, weight))
-            if bias is not None:
-                out = graph.call_function(aten.add.Tensor, (out, bias))
-        node.replace_all_uses_with(out)
-        graph.erase_node(node)
-        done += 1
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    aten, graph = torch.ops.aten, gm.graph
+    x, (channels,) = node.args[0], node.args[1]
+    weight = node.args[2] if len(node.args) > 2 else node.kwargs.get("weight")
+    bias = node.args[3] if len(node.args) > 3 else node.kwargs.get("bias")
+    eps = node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5)
+    k = 0
+    while hasattr(gm, f"_edge_mean_{k}"):
+        k += 1
+    gm.register_buffer(f"_edge_mean_{k}", torch.full((1, int(channels)), 1.0 / int(channels),
+                                                      dtype=node.meta["val"].dtype))
+    with graph.inserting_before(node):
+        mean_w = graph.get_attr(f"_edge_mean_{k}")
+        centred = graph.call_function(aten.sub.Tensor, (x, graph.call_function(aten.linear.default, (x, mean_w))))
+        var = graph.call_function(aten.linear.default,
+                                  (graph.call_function(aten.mul.Tensor, (centred, centred)), mean_w))
+        inv = graph.call_function(aten.rsqrt.default, (graph.call_function(aten.add.Tensor, (var, eps)),))
+        out = graph.call_function(aten.mul.Tensor, (centred, inv))
+        if weight is not None:
+            out = graph.call_function(aten.mul.Tensor, (out, weight))
+        if bias is not None:
+            out = graph.call_function(aten.add.Tensor, (out, bias))
+    node.replace_all_uses_with(out)
+    graph.erase_node(node)
 
 
 # --- split -----------------------------------------------------------------------------------------
@@ -145,35 +164,24 @@ def _split(node: Any) -> bool:
 
 
 def splits(gm: Any) -> int:
-    return sum(_split(n) for n in gm.graph.nodes)
+    return _count(gm, _split)
 
 
 def slice_splits(gm: Any) -> int:
     """Rewrite every ``split`` of ``gm`` whose outputs are taken by index into slices; return how many."""
+    return _each(gm, _split, _slice_split)
+
+
+def _slice_split(gm: Any, node: Any) -> None:
     import torch
 
-    done = 0
-    for node in list(gm.graph.nodes):
-        if not _split(node):
-            continue
-        x = node.args[0]
-        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
-        sizes = ([int(n) for n in node.args[1]] if node.target is torch.ops.aten.split_with_sizes.default
-                 else [int(t.shape[dim]) for t in node.meta["val"]])
-        starts = [sum(sizes[:i]) for i in range(len(sizes))]
-        for user in list(node.users):
-            i = user.args[1]
-            with gm.graph.inserting_before(user):
-                piece = gm.graph.call_function(torch.ops.aten.slice.Tensor,
-                                               (x, dim, starts[i], starts[i] + sizes[i]))
-            user.replace_all_uses_with(piece)
-            gm.graph.erase_node(user)
-        gm.graph.erase_node(node)
-        done += 1
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    x = node.args[0]
+    dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+    sizes = ([int(n) for n in node.args[1]] if node.target is torch.ops.aten.split_with_sizes.default
+             else [int(t.shape[dim]) for t in node.meta["val"]])
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    _replace_items(gm, node, lambda i: gm.graph.call_function(torch.ops.aten.slice.Tensor,
+                                                              (x, dim, starts[i], starts[i] + sizes[i])))
 
 
 # --- unbind ----------------------------------------------------------------------------------------
@@ -189,32 +197,27 @@ def _unbind(node: Any) -> bool:
 
 
 def unbinds(gm: Any) -> int:
-    return sum(_unbind(n) for n in gm.graph.nodes)
+    return _count(gm, _unbind)
 
 
 def slice_unbinds(gm: Any) -> int:
     """Rewrite every ``unbind`` of ``gm`` taken by index into slice + reshape; return how many."""
+    return _each(gm, _unbind, _slice_unbind)
+
+
+def _slice_unbind(gm: Any, node: Any) -> None:
     import torch
 
-    aten, done = torch.ops.aten, 0
-    for node in list(gm.graph.nodes):
-        if not _unbind(node):
-            continue
-        x = node.args[0]
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        for user in list(node.users):
-            i, shape = user.args[1], [int(d) for d in node.meta["val"][user.args[1]].shape]
-            with gm.graph.inserting_before(user):
-                piece = gm.graph.call_function(aten.slice.Tensor, (x, dim, i, i + 1))
-                piece = gm.graph.call_function(aten.reshape.default, (piece, [-1, *shape[1:]] if shape else shape))
-            user.replace_all_uses_with(piece)
-            gm.graph.erase_node(user)
-        gm.graph.erase_node(node)
-        done += 1
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    aten, x = torch.ops.aten, node.args[0]
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+
+    def piece(i: int) -> Any:
+        shape = [int(d) for d in node.meta["val"][i].shape]
+        one = gm.graph.call_function(aten.slice.Tensor, (x, dim, i, i + 1))
+        # the leading dim as -1: a PT2E program's shapes were traced at its calibration batch
+        return gm.graph.call_function(aten.reshape.default, (one, [-1, *shape[1:]] if shape else shape))
+
+    _replace_items(gm, node, piece)
 
 
 # --- batched matmul --------------------------------------------------------------------------------
@@ -235,33 +238,28 @@ def _batched_matmul(node: Any) -> bool:
 
 
 def batched_matmuls(gm: Any) -> int:
-    return sum(_batched_matmul(n) for n in gm.graph.nodes)
+    return _count(gm, _batched_matmul)
 
 
 def bmm_matmuls(gm: Any) -> int:
     """Rewrite every batched ``matmul`` of rank ≥ 4 with matching batch dims into reshape + bmm +
     reshape; return how many."""
+    return _each(gm, _batched_matmul, _bmm_matmul)
+
+
+def _bmm_matmul(gm: Any, node: Any) -> None:
     import torch
 
-    aten, done = torch.ops.aten, 0
-    for node in list(gm.graph.nodes):
-        if not _batched_matmul(node):
-            continue
-        a, b = node.args[:2]
-        sa, sb = ([int(d) for d in v.meta["val"].shape] for v in (a, b))
-        with gm.graph.inserting_before(node):
-            a3 = gm.graph.call_function(aten.reshape.default, (a, [-1, sa[-2], sa[-1]]))
-            b3 = gm.graph.call_function(aten.reshape.default, (b, [-1, sb[-2], sb[-1]]))
-            out = gm.graph.call_function(aten.bmm.default, (a3, b3))
-            # the leading dim as -1: a PT2E program's shapes were traced at its calibration batch
-            out = gm.graph.call_function(aten.reshape.default, (out, [-1, *sa[1:-1], sb[-1]]))
-        node.replace_all_uses_with(out)
-        gm.graph.erase_node(node)
-        done += 1
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    aten, (a, b) = torch.ops.aten, node.args[:2]
+    sa, sb = ([int(d) for d in v.meta["val"].shape] for v in (a, b))
+    with gm.graph.inserting_before(node):
+        a3 = gm.graph.call_function(aten.reshape.default, (a, [-1, sa[-2], sa[-1]]))
+        b3 = gm.graph.call_function(aten.reshape.default, (b, [-1, sb[-2], sb[-1]]))
+        out = gm.graph.call_function(aten.bmm.default, (a3, b3))
+        # the leading dim as -1, as in unbind's reshape
+        out = gm.graph.call_function(aten.reshape.default, (out, [-1, *sa[1:-1], sb[-1]]))
+    node.replace_all_uses_with(out)
+    gm.graph.erase_node(node)
 
 
 # (finds, rewrites) pairs, applied in order by the ExecuTorch exporter; a rewrite reads shapes from
