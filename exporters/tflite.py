@@ -122,8 +122,7 @@ class TFLiteExporter(Exporter):
         with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
             work = Path(tmp)
             onnx_path = work / "model.onnx"
-            self.to_onnx(model, program, onnx_path)
-            graph = onnx.load(str(onnx_path))
+            graph = self.to_onnx(model, program, onnx_path)
             rewritten = rewrite_hard_activations(graph, route.rewrite) if route.rewrite else {}
             pools = zero_pad_max_pools(graph)
             if pools:
@@ -224,21 +223,23 @@ class TFLiteExporter(Exporter):
         return bytes(blob), codes
 
     @staticmethod
-    def to_onnx(model: LoadedModel, program: Any, path: Path) -> None:
-        """Opset 17, or 20 where the graph has GELU: before opset 20 ONNX spells GELU with Erf, which
-        TFLite has no builtin for (the converter refused ConvNeXt and RepViT); opset 20's Gelu
-        becomes TFLite's GELU, which XNNPACK runs."""
+    def to_onnx(model: LoadedModel, program: Any, path: Path) -> Any:
+        """Write ``path`` and return its ModelProto. Opset 17, or 20 where the graph has GELU: before
+        opset 20 ONNX spells GELU with Erf, which TFLite has no builtin for (the converter refused
+        ConvNeXt and RepViT); opset 20's Gelu becomes TFLite's GELU, which XNNPACK runs."""
         import onnx
         import torch
 
-        for opset in (17, 20):
+        def export(opset: int) -> Any:
             try:
                 torch.onnx.export(program, (model.example_input(1),), str(path), input_names=["image"],
                                   output_names=model.output_names, opset_version=opset, dynamo=False)
             except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
                 raise EdgeError(f"{model.spec.name} could not be exported to ONNX: {first_line(exc)}") from exc
-            if not any(n.op_type == "Erf" for n in onnx.load(str(path), load_external_data=False).graph.node):
-                return
+            return onnx.load(str(path))
+
+        proto = export(17)
+        return export(20) if any(n.op_type == "Erf" for n in proto.graph.node) else proto
 
 def _converter(keras_model: Any) -> Any:
     """A TFLite converter for onnx2tf's Keras model through one concrete function (frozen in
