@@ -16,6 +16,7 @@ _HINTS: dict[str, str] = {
     "executorch": "pip install 'edge[executorch]'",
     "torchao": "pip install 'edge[executorch]'",
     "onnx": "pip install 'edge[tflite]'",
+    "onnx_graphsurgeon": "pip install 'edge[tflite]'",
     "onnx2tf": "pip install --no-deps onnx2tf==1.29.24",
     "tensorflow": "pip install 'edge[tflite]'",
     "ai_edge_litert": "pip install ai-edge-litert",

@@ -180,3 +180,55 @@ def zero_pad_max_pools(onnx_model: Any) -> int:
         del graph.node[:]
         graph.node.extend(nodes)
     return done
+
+
+def fold_constants(onnx_model: Any) -> tuple[Any, int]:
+    """The model with every subgraph that depends on no input computed once and stored as an
+    initializer (onnx-graphsurgeon's folding, evaluated by onnxruntime), and how many nodes went.
+    Exact. Why: onnx2tf builds a TensorFlow op for each node it is given; a ``Constant`` node that
+    feeds ReduceMean's axes (an input from opset 18) became a run-time ``tf.Mean`` the TFLite
+    converter refuses (RepViT), and EdgeNeXt's positional encoding, a function of the input size
+    only, broke onnx2tf's shape checks."""
+    from edge._deps import require
+
+    gs = require("onnx_graphsurgeon", "exporting to TFLite")
+    before = len(onnx_model.graph.node)
+    graph = gs.import_onnx(onnx_model)
+    graph.fold_constants().cleanup()
+    folded = gs.export_onnx(graph)
+    del folded.opset_import[:]  # (graphsurgeon writes its own default)
+    folded.opset_import.extend(onnx_model.opset_import)
+    return folded, before - len(folded.graph.node)
+
+
+def conv_unit_pools(onnx_model: Any) -> int:
+    """Rewrite every 1×1 AveragePool/MaxPool with a stride > 1 (EfficientFormerV2's query
+    subsampling) as a depthwise 1×1 Conv of weight 1 with that stride; return how many. Exact: each
+    window holds one value. Why: LiteRT's XNNPACK delegate takes no 1×1 pooling with a non-unit
+    stride, and leaves it to TFLite's kernels, between two partitions; the conv it takes."""
+    import numpy as np
+    from onnx import helper, numpy_helper, shape_inference
+
+    graph = onnx_model.graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in shape_inference.infer_shapes(onnx_model).graph.value_info}
+    shapes.update({v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input})
+    done = 0
+    for n in graph.node:
+        attrs = {a.name: a for a in n.attribute}
+        kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else []
+        strides = list(attrs["strides"].ints) if "strides" in attrs else []
+        pads = list(attrs["pads"].ints) if "pads" in attrs else []
+        shape = shapes.get(n.input[0], [])
+        if (n.op_type not in ("AveragePool", "MaxPool") or len(n.output) != 1 or not kernel
+                or any(k != 1 for k in kernel) or not any(s > 1 for s in strides) or any(pads)
+                or len(shape) != 4 or shape[1] < 1):
+            continue
+        channels = shape[1]
+        weight = f"{n.name or n.output[0]}/unit_weight"
+        graph.initializer.append(numpy_helper.from_array(np.ones((channels, 1, 1, 1), np.float32), weight))
+        conv = helper.make_node("Conv", [n.input[0], weight], list(n.output), name=f"{n.name}/as_conv",
+                                group=channels, kernel_shape=[1, 1], strides=strides)
+        n.CopyFrom(conv)
+        done += 1
+    return done

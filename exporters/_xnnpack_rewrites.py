@@ -23,6 +23,11 @@ def _is_quant(node: Any) -> bool:
         "dequantize" not in str(node.target)
 
 
+def _is_dequant(node: Any) -> bool:
+    return getattr(node, "op", None) == "call_function" and \
+        str(node.target).endswith("dequantize_per_tensor.default")
+
+
 def _count(gm: Any, match: Callable[[Any], bool]) -> int:
     return sum(match(n) for n in gm.graph.nodes)
 
@@ -39,6 +44,16 @@ def _each(gm: Any, match: Callable[[Any], bool], rewrite: Callable[[Any, Any], N
         gm.graph.lint()
         gm.recompile()
     return done
+
+
+def _shape(node: Any) -> list[int] | None:
+    """A node's traced shape; through a PT2E quantize/dequantize, which may carry none, its input's."""
+    val = getattr(node, "meta", {}).get("val")
+    if val is not None and hasattr(val, "shape"):
+        return [int(d) for d in val.shape]
+    if getattr(node, "op", None) == "call_function" and "quantize_per_tensor" in str(node.target):
+        return _shape(node.args[0])
+    return None
 
 
 def _replace_items(gm: Any, node: Any, piece: Callable[[int], Any]) -> None:
@@ -97,6 +112,101 @@ def _keepdim_mean(gm: Any, node: Any) -> None:
     anchor.replace_all_uses_with(out, delete_user_cb=lambda user: user is not first)
 
 
+# --- other means -----------------------------------------------------------------------------------
+# A mean over any other dims (LeViT pools its tokens: the mean over dim 1 of a 3-D tensor) is
+# the same global average pooling once the reduced dims are moved last and the tensor is 4-D:
+# permute, reshape to (N, kept, reduced, 1), mean over (2, 3) with keepdim, reshape back.
+
+def _other_mean(node: Any) -> bool:
+    import torch
+
+    if node.op != "call_function" or node.target is not torch.ops.aten.mean.dim or node.kwargs.get("dtype"):
+        return False
+    shape, out = _shape(node.args[0]), _shape(node)
+    if shape is None or out is None or not 2 <= len(shape) <= 4:
+        return False
+    dims = sorted({int(d) % len(shape) for d in node.args[1]})
+    spatial = len(shape) == 4 and dims == [2, 3]
+    return 0 not in dims and not spatial
+
+
+def other_means(gm: Any) -> int:
+    return _count(gm, _other_mean)
+
+
+def pooled_means(gm: Any) -> int:
+    """Rewrite every mean over dims other than a 4-D tensor's H, W (and not the batch) as a
+    global average pooling between a permute and reshapes; return how many."""
+    return _each(gm, _other_mean, _pooled_mean)
+
+
+def _pooled_mean(gm: Any, node: Any) -> None:
+    import math
+
+    import torch
+
+    aten, graph = torch.ops.aten, gm.graph
+    x = node.args[0]
+    shape, out = _shape(x), _shape(node)
+    assert shape is not None and out is not None
+    dims = sorted({int(d) % len(shape) for d in node.args[1]})
+    kept = [d for d in range(1, len(shape)) if d not in dims]
+    with graph.inserting_before(node):
+        moved = graph.call_function(aten.permute.default, (x, [0, *kept, *dims]))
+        flat = graph.call_function(aten.reshape.default, (moved, [-1, math.prod(shape[d] for d in kept),
+                                                                  math.prod(shape[d] for d in dims), 1]))
+        pooled = graph.call_function(aten.mean.dim, (flat, [2, 3], True))
+        # the leading dim as -1: a PT2E program's shapes were traced at its calibration batch
+        result = graph.call_function(aten.reshape.default, (pooled, [-1, *out[1:]]))
+    node.replace_all_uses_with(result)
+    graph.erase_node(node)
+
+
+# --- strided slices --------------------------------------------------------------------------------
+# XNNPACK's slice takes unit strides only, so LeViT's ``x[:, ::2, ::2]`` subsampling stayed out.
+# Over a dim whose size the step divides, ``x[::s]`` is the first of each group of s: reshape the
+# dim to (n / s, s), take the unit-stride slice [0:1] of the new dim, reshape it away.
+
+def _strided_slice(node: Any) -> bool:
+    import torch
+
+    if node.op != "call_function" or node.target is not torch.ops.aten.slice.Tensor:
+        return False
+    args = [*node.args, *[None] * 5][:5]
+    dim, start, end, step = (args[1] or 0), (args[2] or 0), args[3], (args[4] or 1)
+    shape = _shape(node.args[0])
+    if step <= 1 or shape is None or _shape(node) is None:
+        return False
+    n = shape[int(dim) % len(shape)]
+    return int(dim) % len(shape) != 0 and start == 0 and (end is None or end >= n) and n % step == 0
+
+
+def strided_slices(gm: Any) -> int:
+    return _count(gm, _strided_slice)
+
+
+def unit_stride_slices(gm: Any) -> int:
+    """Rewrite every whole-dim strided ``slice`` whose step divides the dim (not the batch) as
+    reshape + unit-stride slice + reshape; return how many."""
+    return _each(gm, _strided_slice, _unit_stride_slice)
+
+
+def _unit_stride_slice(gm: Any, node: Any) -> None:
+    import torch
+
+    aten, graph = torch.ops.aten, gm.graph
+    x, shape, out = node.args[0], _shape(node.args[0]), _shape(node)
+    assert shape is not None and out is not None
+    dim, step = int(node.args[1]) % len(shape), int(node.args[4])
+    grouped = [-1, *shape[1:dim], shape[dim] // step, step, *shape[dim + 1:]]
+    with graph.inserting_before(node):
+        first = graph.call_function(aten.slice.Tensor,
+                                    (graph.call_function(aten.reshape.default, (x, grouped)), dim + 1, 0, 1))
+        result = graph.call_function(aten.reshape.default, (first, [-1, *out[1:]]))
+    node.replace_all_uses_with(result)
+    graph.erase_node(node)
+
+
 # --- LayerNorm -------------------------------------------------------------------------------------
 # No XNNPACK config takes native_layer_norm (pytorch/executorch#20293 adds the runtime op), so
 # ConvNeXt, EdgeNeXt, MobileViT and EfficientViT left every LayerNorm to the portable kernels, each
@@ -149,14 +259,15 @@ def _decompose_layer_norm(gm: Any, node: Any) -> None:
 
 
 # --- split -----------------------------------------------------------------------------------------
-# split / split_with_sizes (attention's q, k, v; EfficientViT, LeViT, EdgeNeXt) has no XNNPACK
+# split / split_with_sizes / chunk (attention's q, k, v; EfficientViT, LeViT, EdgeNeXt) has no XNNPACK
 # config; each of its outputs is a unit-stride slice, which XNNPACK takes.
 
 def _split(node: Any) -> bool:
     import torch
 
     aten = torch.ops.aten
-    if node.op != "call_function" or node.target not in (aten.split.Tensor, aten.split_with_sizes.default):
+    if node.op != "call_function" or node.target not in (aten.split.Tensor, aten.split_with_sizes.default,
+                                                         aten.chunk.default):
         return False
     sized = node.target is aten.split_with_sizes.default or isinstance(node.meta.get("val"), (list, tuple))
     return (sized
@@ -180,8 +291,19 @@ def _slice_split(gm: Any, node: Any) -> None:
     sizes = ([int(n) for n in node.args[1]] if node.target is torch.ops.aten.split_with_sizes.default
              else [int(t.shape[dim]) for t in node.meta["val"]])
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    _replace_items(gm, node, lambda i: gm.graph.call_function(torch.ops.aten.slice.Tensor,
-                                                              (x, dim, starts[i], starts[i] + sizes[i])))
+    q_dq = torch.ops.quantized_decomposed
+
+    def piece(i: int) -> Any:
+        out = gm.graph.call_function(torch.ops.aten.slice.Tensor, (x, dim, starts[i], starts[i] + sizes[i]))
+        if not _is_dequant(x):
+            return out
+        # int8: XNNPACK takes a quantized slice only between a dq and a q of the same parameters;
+        # each output is then requantized to its own (one delegated convert)
+        params = tuple(x.args[1:])
+        out = gm.graph.call_function(q_dq.quantize_per_tensor.default, (out, *params))
+        return gm.graph.call_function(q_dq.dequantize_per_tensor.default, (out, *params))
+
+    _replace_items(gm, node, piece)
 
 
 # --- unbind ----------------------------------------------------------------------------------------
@@ -266,9 +388,30 @@ def _bmm_matmul(gm: Any, node: Any) -> None:
 # the nodes' traced metadata, which the nodes a rewrite adds lack, so the matmul goes before the
 # unbind that feeds it
 REWRITES: tuple[tuple[Callable[[Any], int], Callable[[Any], int]], ...] = (
+    (strided_slices, unit_stride_slices),
     (spatial_means, keepdim_means),
+    (other_means, pooled_means),
     (layer_norms, decompose_layer_norms),
     (batched_matmuls, bmm_matmuls),
     (splits, slice_splits),
     (unbinds, slice_unbinds),
 )
+
+
+def rewrite_for_xnnpack(program: Any, export: Callable[[Any], Any], rounds: int = 3) -> tuple[Any, Any]:
+    """``program`` and its ``export(program)`` after every rewrite that finds something, applied
+    on the module and exported again; again while one still finds something (a rewrite reads the
+    traced shapes its input's producer lacks until re-exported: LeViT's two strided slices in a row)."""
+    import torch
+
+    ep = export(program)
+    for k in range(rounds):
+        found = [rewrite for finds, rewrite in REWRITES if finds(ep.graph_module)]
+        if not found:
+            break
+        if k or not isinstance(program, torch.fx.GraphModule):
+            program = ep.module()
+        for rewrite in found:
+            rewrite(program)
+        ep = export(program)
+    return program, ep

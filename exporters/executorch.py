@@ -8,7 +8,7 @@ from typing import Any
 
 from edge.models import LoadedModel
 from exporters import register
-from exporters._xnnpack_rewrites import REWRITES
+from exporters._xnnpack_rewrites import rewrite_for_xnnpack
 from exporters.base import Converted, Exporter, ExportRequest
 
 
@@ -82,13 +82,7 @@ class ExecuTorchExporter(Exporter):
         model = request.model
         example = model.example_input(1)
         with torch.no_grad():
-            ep = torch.export.export(program, (example,), strict=False)
-            found = [rewrite for finds, rewrite in REWRITES if finds(ep.graph_module)]
-            if found:  # rewritten on the module, then exported again
-                program = ep.module() if not isinstance(program, torch.fx.GraphModule) else program
-                for rewrite in found:
-                    rewrite(program)
-                ep = torch.export.export(program, (example,), strict=False)
+            program, ep = rewrite_for_xnnpack(program, lambda p: torch.export.export(p, (example,), strict=False))
             outputs = program(example)
         lowered = to_edge_transform_and_lower(ep, partitioner=[xnnpack_partitioner()])
         counts = delegation_counts(lowered.exported_program().graph_module)

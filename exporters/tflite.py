@@ -34,7 +34,12 @@ from edge.errors import EdgeError, first_line
 from edge.models import LoadedModel
 from edge.progress import say
 from exporters import register
-from exporters._onnx_rewrites import rewrite_hard_activations, zero_pad_max_pools
+from exporters._onnx_rewrites import (
+    conv_unit_pools,
+    fold_constants,
+    rewrite_hard_activations,
+    zero_pad_max_pools,
+)
 from exporters.base import Converted, Exporter, ExportRequest, Option
 from quantize import PTQConfig
 
@@ -122,11 +127,14 @@ class TFLiteExporter(Exporter):
         with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
             work = Path(tmp)
             onnx_path = work / "model.onnx"
-            graph = self.to_onnx(model, program, onnx_path)
+            graph, folded = fold_constants(self.to_onnx(model, program, onnx_path))
             rewritten = rewrite_hard_activations(graph, route.rewrite) if route.rewrite else {}
-            pools = zero_pad_max_pools(graph)
-            if pools:
-                rewritten["MaxPoolZeroPad"] = pools
+            if folded:
+                rewritten["ConstantsFolded"] = folded
+            for key, count in (("MaxPoolZeroPad", zero_pad_max_pools(graph)),
+                               ("UnitPoolAsConv", conv_unit_pools(graph))):
+                if count:
+                    rewritten[key] = count
             if rewritten:
                 onnx.save(graph, str(onnx_path))
             calib = _calibration_arrays(model, request.calib_images, work)
@@ -195,7 +203,8 @@ class TFLiteExporter(Exporter):
     def _quantize(self, model: LoadedModel, keras_model: Any, calib: Any,
                   quant: PTQConfig) -> tuple[bytes, list[str]]:
         """int8 .tflite from onnx2tf's Keras model: calibrate, set percentile ranges, quantize with
-        the head denylisted. Returns the file and the op types left float."""
+        the head and the ops XNNPACK runs in float only denylisted. Returns the file and the op
+        types left float."""
         tf = require("tensorflow", "exporting to TFLite")
         from tensorflow.lite.python import convert as tfl_convert
         from tensorflow.lite.tools import flatbuffer_utils
@@ -213,14 +222,32 @@ class TFLiteExporter(Exporter):
             _set_percentile_ranges(calibrated, graph, calib, quant.percentile, quant.calib_batch)
         _fit_xnnpack_ranges(fb, graph)
         head = _head_ops(model, graph) if quant.float_head else []
+        # ops LiteRT's XNNPACK delegate runs in float only: int8, they fell back to TFLite's own
+        # kernels one by one (the matrix: RepViT's GELU, ConvNeXt's LayerNorm); float, XNNPACK runs
+        # them between a dequantize and a quantize it also takes
+        head += [op for op in graph.operators if op not in head
+                 and flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) in _XNNPACK_FLOAT_ONLY]
         io_type = tf.int8 if self.opts["io"] == "int8" else tf.float32
-        with contextlib.redirect_stdout(sys.stderr):
-            blob = tfl_convert.mlir_quantize(
-                bytes(flatbuffer_utils.convert_object_to_bytearray(fb)), fully_quantize=self.opts["io"] == "int8",
-                input_data_type=io_type, output_data_type=io_type,
-                denylisted_nodes=[_tensor_name(graph, op.outputs[0]) for op in head] or None)
-        codes = [flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) for op in head]
-        return bytes(blob), codes
+        float_names = [_tensor_name(graph, op.outputs[0]) for op in head]
+
+        def convert(denylist: list[str]) -> bytes:
+            with contextlib.redirect_stdout(sys.stderr):
+                return bytes(tfl_convert.mlir_quantize(
+                    bytes(flatbuffer_utils.convert_object_to_bytearray(fb)), fully_quantize=self.opts["io"] == "int8",
+                    input_data_type=io_type, output_data_type=io_type, denylisted_nodes=denylist or None))
+
+        blob = convert(float_names)
+        # what XNNPACK still refused in int8 (ConvNeXt's LayerNorm SUB/ADD around the float RSQRT)
+        # goes float too, once: XNNPACK then takes it, where TFLite's kernels ran it op by op
+        ours = {_tensor_name(graph, op.outputs[0]) for op in graph.operators}
+        refused = sorted((_refused_by_xnnpack(blob) & ours) - set(float_names))
+        if refused:
+            float_names += refused
+            blob = convert(float_names)
+        kept = set(float_names)
+        codes = [flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) for op in graph.operators
+                 if _tensor_name(graph, op.outputs[0]) in kept]
+        return blob, codes
 
     @staticmethod
     def to_onnx(model: LoadedModel, program: Any, path: Path) -> Any:
@@ -240,6 +267,11 @@ class TFLiteExporter(Exporter):
 
         proto = export(17)
         return export(20) if any(n.op_type == "Erf" for n in proto.graph.node) else proto
+
+# TFLite builtins whose int8 form LiteRT's XNNPACK delegate does not take (and no rewrite above spells
+# with ops it does): kept float in an int8 model
+_XNNPACK_FLOAT_ONLY = frozenset({"GELU", "SQUARED_DIFFERENCE", "RSQRT"})
+
 
 def _converter(keras_model: Any) -> Any:
     """A TFLite converter for onnx2tf's Keras model through one concrete function (frozen in
@@ -321,6 +353,20 @@ def _match_outputs(model: LoadedModel, program: Any, it: Any) -> list[dict[str, 
         left = [d for d in left if d["index"] != hit["index"]]
         ordered.append({**hit, "layout": layout})
     return ordered
+
+
+def _refused_by_xnnpack(blob: bytes) -> set[str]:
+    """Output names of the ops LiteRT's XNNPACK delegate leaves to TFLite's kernels in ``blob``;
+    empty when it cannot load (the exporter's own check says why)."""
+    from edge.runtimes.litert import interpreter_class, left_out_outputs
+
+    interpreter, _ = interpreter_class()
+    it = interpreter(model_content=blob)
+    try:
+        it.allocate_tensors()
+    except RuntimeError:
+        return set()
+    return left_out_outputs(it)
 
 
 def _tensor_name(graph: Any, index: int) -> str:

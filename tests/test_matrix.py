@@ -33,7 +33,11 @@ def slice_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                                  **quick), str(IMAGENET))
     again = run_matrix(out / "again", MatrixConfig(models=("resnet18",), precisions=("fp32",), **quick),
                        str(IMAGENET))
-    return {"main": main, "fp32": fp32, "again": again, "paths": write_outputs(main, out / "slice")}
+    # a model onnx2tf cannot convert: its failure must name the known upstream limit
+    onnx2tf = run_matrix(out / "onnx2tf", MatrixConfig(models=("edgenext_xx_small",), precisions=("fp32",),
+                                                       targets=("tflite",), **quick), str(IMAGENET))
+    return {"main": main, "fp32": fp32, "again": again, "onnx2tf": onnx2tf,
+            "paths": write_outputs(main, out / "slice")}
 
 
 def _cell(result: dict, model: str, target: str, precision: str) -> dict:
@@ -88,20 +92,22 @@ def test_core_ml_cells_say_they_are_simulated(slice_run: dict) -> None:
 
 
 def test_attention_model_exports_or_says_why(slice_run: dict) -> None:
-    """EfficientFormerV2 is built for 64 px; ExecuTorch runs it at fp32 parity, every compute op in
-    XNNPACK (its LayerNorms and head mean rewritten); onnx2tf cannot convert its attention (a
-    constant graph output), which is a row that names the known upstream limit."""
-    result = slice_run["fp32"]
-    et = _cell(result, "efficientformerv2_s0", "executorch", "fp32")
-    assert et["status"] == "ok" and et["measured"] and (et["sqnr_vs_float_db"] or 999) >= 60, et["goal"]
-    assert et["compute_ops_left"] == {} and any("built for 64 px" in n for n in et["notes"])
-    tfl = _cell(result, "efficientformerv2_s0", "tflite", "fp32")
+    """EfficientFormerV2 is built for 64 px; ExecuTorch and TFLite run it at fp32 parity, every
+    compute op in XNNPACK (ExecuTorch: its LayerNorms and head mean rewritten; TFLite: its constants
+    folded and its 1×1 stride-2 query pooling as a conv). EdgeNeXt, which onnx2tf cannot convert,
+    is a row that names the known upstream limit."""
+    fp32 = slice_run["fp32"]
+    for target in ("executorch", "tflite"):
+        c = _cell(fp32, "efficientformerv2_s0", target, "fp32")
+        assert c["status"] == "ok" and c["measured"] and (c["sqnr_vs_float_db"] or 999) >= 60, c["goal"]
+        assert c["compute_ops_left"] == {} and any("built for 64 px" in n for n in c["notes"])
+    tfl = _cell(slice_run["onnx2tf"], "edgenext_xx_small", "tflite", "fp32")
     assert tfl["status"] == "limit" and tfl["stage"] == "export" and "onnx2tf" in tfl["reason"]
     assert len(tfl["limits"]) == 1 and "onnx2tf 1.29.24" in tfl["limits"][0]["why"]
     from edge.matrix.render import problems
 
-    assert any(ln.startswith("efficientformerv2_s0 tflite fp32: export failed") and "upstream limit" in ln
-               for ln in problems(result))
+    assert any(ln.startswith("edgenext_xx_small tflite fp32: export failed") and "upstream limit" in ln
+               for ln in problems(slice_run["onnx2tf"]))
 
 
 def test_artifacts_are_reused_by_recipe(slice_run: dict) -> None:

@@ -64,6 +64,68 @@ def test_onnx_rewrites_keep_the_float_function(mode: str, tmp_path: Path) -> Non
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * float(np.abs(ref).max()))
 
 
+def test_constant_folding_is_exact_and_leaves_no_constant_axes(tmp_path: Path) -> None:
+    """RepViT at opset 20 (its GELU) read ReduceMean's axes from a Constant node, which onnx2tf
+    turned into a run-time tf.Mean the TFLite converter refused; folded, they are initializers
+    and the graph computes the same."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from exporters._onnx_rewrites import fold_constants
+
+    class SE(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.nn.functional.gelu(self.conv(x))
+            return y * torch.sigmoid(y.mean((2, 3), keepdim=True)) + torch.arange(8.0).view(1, 8, 1, 1)
+
+    x = torch.randn(1, 3, 8, 8)
+    torch.onnx.export(SE().eval(), (x,), str(tmp_path / "m.onnx"), input_names=["image"], opset_version=20,
+                      dynamo=False)
+    original = onnx.load(str(tmp_path / "m.onnx"))
+    axes = {n.input[1] for n in original.graph.node if n.op_type == "ReduceMean"}
+    assert {o for n in original.graph.node if n.op_type == "Constant" for o in n.output} & axes
+    folded, gone = fold_constants(original)
+    assert gone > 0 and not any(n.op_type == "Constant" for n in folded.graph.node)
+    assert {t.name for t in folded.graph.initializer} >= {n.input[1] for n in folded.graph.node
+                                                          if n.op_type == "ReduceMean"}
+    assert [o.version for o in folded.opset_import] == [o.version for o in original.opset_import]
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        return ort.InferenceSession(m.SerializeToString()).run(None, {"image": x.numpy()})[0]
+
+    np.testing.assert_allclose(run(folded), run(original), rtol=0, atol=1e-6)
+
+
+def test_unit_stride_pool_becomes_an_exact_conv(tmp_path: Path) -> None:
+    """EfficientFormerV2's AvgPool2d(1, stride 2), which LiteRT's XNNPACK leaves out, is a
+    depthwise 1×1 conv of weight 1: the same values."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from exporters._onnx_rewrites import conv_unit_pools
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.AvgPool2d(1, 2),
+                                 torch.nn.MaxPool2d(1, 2), torch.nn.AvgPool2d(2, 2))
+    x = torch.randn(1, 3, 16, 16)
+    torch.onnx.export(module.eval(), (x,), str(tmp_path / "m.onnx"), input_names=["image"], opset_version=17,
+                      dynamo=False)
+    original = onnx.load(str(tmp_path / "m.onnx"))
+    rewritten = onnx.load(str(tmp_path / "m.onnx"))
+    assert conv_unit_pools(rewritten) == 2  # the 2×2 pool stays
+    assert [n.op_type for n in rewritten.graph.node] == ["Conv", "Conv", "Conv", "AveragePool"]
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        return ort.InferenceSession(m.SerializeToString()).run(None, {"image": x.numpy()})[0]
+
+    np.testing.assert_array_equal(run(rewritten), run(original))
+
+
 def test_fp32_tflite_equals_eager(tflite_reports) -> None:
     """The trained reference: NHWC transposes, output order and float conversion all exact."""
     rep = tflite_reports["fp32"]
@@ -106,9 +168,12 @@ def test_int8_folds_hard_activations_and_keeps_the_head_float(tflite_reports) ->
     rep = tflite_reports["int8"]
     man = json.loads(Path(rep["manifest"]).read_text())
     # every 1/6 and gate alpha folded into the consumers' weights but the stem's (a residual Add reads it)
-    assert man["onnx_rewrites"] == {"HardSwish": 77, "HardSigmoid": 18, "HardSwishScaleFolded": 76,
-                                    "HardSigmoidScaleFolded": 18}
-    assert json.loads(Path(tflite_reports["fp32"]["manifest"]).read_text())["onnx_rewrites"] == {
+    def hard(m: dict) -> dict:  # (constant folding is counted beside them)
+        return {k: v for k, v in m["onnx_rewrites"].items() if k.startswith("Hard")}
+
+    assert hard(man) == {"HardSwish": 77, "HardSigmoid": 18, "HardSwishScaleFolded": 76,
+                         "HardSigmoidScaleFolded": 18}
+    assert hard(json.loads(Path(tflite_reports["fp32"]["manifest"]).read_text())) == {
         "HardSwish": 0, "HardSigmoid": 18, "HardSwishScaleFolded": 0, "HardSigmoidScaleFolded": 18}
     d = man["delegation"]
     assert d["non_delegated_ops"] == 0 and d["delegated_subgraphs"] == 1, d
@@ -180,10 +245,11 @@ def test_fp16_equals_the_model_with_half_precision_weights(tflite_reports) -> No
 
 def test_onnx2tf_own_int8_lowering_runs(artifacts) -> None:
     """`--int8-lowering onnx2tf`: onnx2tf's full-integer file (its min/max calibration, int8 I/O, no
-    rewrites) runs on LiteRT; how it compares with edge's lowering is benchmarks/bench_tflite.py's table."""
+    XNNPACK rewrites) runs on LiteRT; how it compares with edge's lowering is benchmarks/bench_tflite.py's table."""
     rep = artifacts.get("tiny_inputs", "tflite", "int8", TINY_INT8, options={"int8_lowering": "onnx2tf"})
     man = json.loads(Path(rep["manifest"]).read_text())
-    assert man["options"]["int8_lowering"] == "onnx2tf" and man["onnx_rewrites"] == {}
+    # no rewrite of ours but the exact constant folding every route gets
+    assert man["options"]["int8_lowering"] == "onnx2tf" and set(man["onnx_rewrites"]) <= {"ConstantsFolded"}
     assert man["converter"] == "onnx2tf" and man["quantization"]["observer"] == "minmax"
     assert rep["parity"]["measured"] is True
 

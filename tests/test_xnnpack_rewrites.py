@@ -146,3 +146,53 @@ def test_attention_rewrites_are_exact_and_delegated() -> None:
                                           partitioner=[xnnpack_partitioner()])
     counts = delegation_counts(lowered.exported_program().graph_module)
     assert counts["delegated_subgraphs"] == 1 and set(counts["non_delegated_by_op"]) <= {"getitem"}, counts
+
+
+class _Subsample(torch.nn.Module):
+    """LeViT's strided token subsampling and token mean, and EdgeNeXt / EfficientViT's ``chunk``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.relu(self.conv(x)).permute(0, 2, 3, 1)[:, ::2, ::2]
+        a, b = t.chunk(2, dim=-1)
+        return self.fc(torch.cat([a * b, b], dim=-1).flatten(1, 2).mean(1))
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+def test_strided_slice_token_mean_and_chunk_rewrites(quantized: bool) -> None:
+    """Exact in float and int8; before them the partitioner leaves the strided slices and the
+    token mean out, after them no compute op."""
+    from executorch.exir import to_edge_transform_and_lower
+
+    from exporters._xnnpack_rewrites import other_means, rewrite_for_xnnpack, splits, strided_slices
+    from exporters.executorch import delegation_counts, xnnpack_partitioner
+    from quantize import PTQConfig, quantize
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 8, 8)
+    counts = []
+    for rewrite in (False, True):
+        module = _Subsample().eval()
+        if quantized:
+            gm = quantize(module, x, torch.randn(8, 3, 8, 8), PTQConfig(calib_size=8, float_head=False,
+                                                                             observer="minmax"), "xnnpack")
+        else:
+            gm = torch.export.export(module, (x,), strict=False).module()
+        before = gm(x)
+        if rewrite:
+            assert (strided_slices(gm), other_means(gm), splits(gm)) == (2, 1, 1)
+            gm, ep = rewrite_for_xnnpack(gm, lambda p: torch.export.export(p, (x,), strict=False))
+            assert (strided_slices(ep.graph_module), other_means(ep.graph_module), splits(ep.graph_module)) == (0, 0, 0)
+            with torch.no_grad():
+                torch.testing.assert_close(gm(x), before, rtol=0, atol=1e-6 * float(before.abs().max()))
+        else:
+            ep = torch.export.export(gm, (x,), strict=False)
+        lowered = to_edge_transform_and_lower(ep, partitioner=[xnnpack_partitioner()])
+        counts.append(delegation_counts(lowered.exported_program().graph_module)["non_delegated_by_op"])
+    left = [op for op in counts[0] if not any(k in op for k in ("dim_order", "getitem"))]
+    assert any("slice" in op for op in left) and any("mean" in op for op in left), counts[0]
+    assert not [op for op in counts[1] if not any(k in op for k in ("dim_order", "getitem"))], counts[1]

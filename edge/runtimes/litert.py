@@ -109,11 +109,9 @@ def _output_order(path: Path, it: Any) -> tuple[list[int], list[str | None]]:
     return list(range(len(outs))), ["NHWC" if len(d["shape"]) == 4 else None for d in outs]
 
 
-def delegation(it: Any) -> dict[str, Any]:
-    """How many ops XNNPACK took in an allocated interpreter, and which ran in TFLite's own
-    kernels (and split the graph)."""
-    from collections import Counter
-
+def _left_out(it: Any) -> tuple[set[int], dict[int, Any], int]:
+    """Indices of the ops an allocated interpreter runs in TFLite's own kernels, all ops by index,
+    and how many XNNPACK subgraphs there are."""
     ops = it._get_ops_details()
     delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
     original = [op for op in ops if op["op_name"] != "DELEGATE"]
@@ -123,7 +121,8 @@ def delegation(it: Any) -> dict[str, Any]:
     by_index = {op["index"]: op for op in original}
     graph_out = {int(d["index"]) for d in it.get_output_details()}
     seeds = {producer[t] for t in (delegate_in | graph_out) - delegate_out if t in producer}
-    left, todo = set(), list(seeds)
+    left: set[int] = set()
+    todo = list(seeds)
     while todo:
         i = todo.pop()
         if i in left:
@@ -135,6 +134,22 @@ def delegation(it: Any) -> dict[str, Any]:
                 todo.append(producer[t])
     if not delegates:
         left = set(by_index)
+    return left, by_index, len(delegates)
+
+
+def left_out_outputs(it: Any) -> set[str]:
+    """The output tensor names of the ops XNNPACK did not take in an allocated interpreter."""
+    left, by_index, _ = _left_out(it)
+    names = {int(d["index"]): d["name"] for d in it.get_tensor_details()}
+    return {names[int(t)] for i in left for t in by_index[i]["outputs"] if int(t) in names}
+
+
+def delegation(it: Any) -> dict[str, Any]:
+    """How many ops XNNPACK took in an allocated interpreter, and which ran in TFLite's own
+    kernels (and split the graph)."""
+    from collections import Counter
+
+    left, by_index, delegates = _left_out(it)
     kinds = Counter(by_index[i]["op_name"] for i in left)
-    return {"delegated_ops": len(original) - len(left), "non_delegated_ops": len(left),
-            "delegated_subgraphs": len(delegates), "non_delegated_by_op": dict(sorted(kinds.items()))}
+    return {"delegated_ops": len(by_index) - len(left), "non_delegated_ops": len(left),
+            "delegated_subgraphs": delegates, "non_delegated_by_op": dict(sorted(kinds.items()))}
