@@ -171,6 +171,7 @@ class ExportJob:
     # int8 knobs (PTQ); with ``qat`` they were fixed when training
     observer: str | None = None
     percentile: float = 99.99
+    search_images: int = 64
     keep_float: tuple[str, ...] = ()
     int8_head: bool = False
     qat: Path | None = None  # an `edge qat` checkpoint to export int8 from
@@ -210,7 +211,7 @@ def run_export(job: ExportJob) -> dict[str, Any]:
             raise EdgeError("--observer/--keep-float/--int8-head are set when training (`edge qat`), not with --qat")
     else:
         qcfg = PTQConfig(calib_size=job.calib_size, observer=job.observer, percentile=job.percentile,
-                         keep_float=job.keep_float, float_head=not job.int8_head,
+                         search_images=job.search_images, keep_float=job.keep_float, float_head=not job.int8_head,
                          seed=job.spec.seed) if quantized else None
         recipe = exporter.recipe(job.precision, qcfg)
     needs_calib = recipe.quantized if recipe is not None else exporter.calibrates_itself

@@ -115,7 +115,7 @@ class TFLiteExporter(Exporter):
             raise EdgeError("--io int8 applies to --precision int8 only")
         if quant is not None and (quant.observer not in (None, "minmax", "percentile") or quant.keep_float):
             raise EdgeError("TFLite int8 is calibrated through the TFLite converter (minmax or percentile "
-                            "ranges, float head or not): --observer histogram and --keep-float are not "
+                            "ranges, float head or not): --observer histogram or search and --keep-float are not "
                             "available for this target")
 
     def convert(self, request: ExportRequest, program: Any, dest: Path) -> Converted:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from edge.errors import EdgeError
 
-OBSERVERS = ("minmax", "histogram", "percentile")
+# search: percentile ranges, then each widened as the output error says (quantize/range_search.py)
+OBSERVERS = ("minmax", "histogram", "percentile", "search")
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,15 @@ class PTQConfig:
     float_head: bool = True
     seed: int = 0
     calib_batch: int = 16
+    search_images: int = 64  # the first calibration images, for observer "search"
 
     def __post_init__(self) -> None:
         if self.calib_size < 1:
             raise EdgeError(f"calibration size must be at least 1, got {self.calib_size}")
         if self.observer is not None and self.observer not in OBSERVERS:
             raise EdgeError(f"unknown observer {self.observer!r}; choose one of {', '.join(OBSERVERS)}")
+        if self.search_images < 1:
+            raise EdgeError(f"search_images must be at least 1, got {self.search_images}")
         if not 50.0 < self.percentile <= 100.0:
             raise EdgeError(f"percentile must be in (50, 100], got {self.percentile}")
 

@@ -102,6 +102,10 @@ def quantize_ptq(module: Any, example: Any, calib_images: Any, config: PTQConfig
     prepared = pt2e.prepare_pt2e(export_for_quantization(module, example).module(),
                                  make_quantizer(quantizer, effective))
     calibrate(prepared, calib_images, config.calib_batch)
+    if config.observer == "search":
+        from quantize.range_search import search_ranges
+
+        search_ranges(prepared, calib_images[: config.search_images])
     converted = pt2e.convert_pt2e(prepared)
     from torchao.quantization.pt2e import move_exported_model_to_eval
 

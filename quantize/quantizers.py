@@ -40,7 +40,7 @@ def activation_observer(config: PTQConfig) -> Any:
 
     if config.observer == "minmax":
         return MinMaxObserver.with_args(eps=2**-12)
-    if config.observer == "percentile":
+    if config.observer in ("percentile", "search"):  # search starts from the percentile ranges
         return PercentileObserver.with_args(percentile=config.percentile, eps=2**-12)
     return HistogramObserver.with_args(eps=2**-12)
 

@@ -88,7 +88,9 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("int8")
     g.add_argument("--observer", choices=OBSERVERS, default=None,
                    help="activation observer (default: the target's; percentile for every target)")
-    g.add_argument("--percentile", type=float, default=99.99, help="for --observer percentile")
+    g.add_argument("--percentile", type=float, default=99.99, help="for --observer percentile (and search)")
+    g.add_argument("--search-images", type=int, default=64,
+                   help="for --observer search: the calibration images each range is judged on")
     g.add_argument("--int8-head", action="store_true",
                    help="quantize the classifier head too (smaller file; by default it stays float: see README)")
     g.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",

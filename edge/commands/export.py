@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         runtime_options={k[3:]: v for k, v in vars(args).items() if k.startswith("rt_")} or None,
         calib=args.calib, calib_size=args.calib_size, eval_data=args.eval_data, eval_size=args.eval_size,
         classes=args.classes, recalibrate_bn=args.recalibrate_bn, threads=args.threads, observer=args.observer,
-        percentile=args.percentile, keep_float=tuple(args.keep_float), int8_head=args.int8_head, qat=args.qat)
+        percentile=args.percentile, search_images=args.search_images, keep_float=tuple(args.keep_float),
+        int8_head=args.int8_head, qat=args.qat)
     report = run_export(job)
     emit(json.dumps(report, indent=2) if args.json else format_parity(report))
     if report.get("qat_drift"):
