@@ -40,6 +40,25 @@ def delegation_counts(graph_module: Any) -> dict[str, Any]:
     }
 
 
+def fold_constants() -> Any:
+    """A pass manager that folds input-independent ops into constants before partitioning.
+
+    Decompositions leave scalar constants behind (hard-sigmoid's 3 and 6 become int64 tensors cast
+    to float), and XNNPACK does not claim those casts: each would run on every inference outside
+    the delegate. ExecuTorch's constant propagation skips quantize/dequantize, so int8 weights stay
+    int8.
+    """
+    from executorch.exir.pass_base import ExportedProgramPassBase, ExportedProgramPassResult
+    from executorch.exir.pass_manager import ExportedProgramPassManager
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+    class FoldConstants(ExportedProgramPassBase):  # type: ignore[misc]
+        def call(self, exported_program: Any) -> Any:
+            return ExportedProgramPassResult(constant_prop_pass(exported_program), True)
+
+    return ExportedProgramPassManager([FoldConstants()])
+
+
 def xnnpack_partitioner() -> Any:
     """XNNPACK's partitioner, also taking int8 hard-swish.
 
@@ -84,7 +103,8 @@ class ExecuTorchExporter(Exporter):
         with torch.no_grad():
             program, ep = rewrite_for_xnnpack(program, lambda p: torch.export.export(p, (example,), strict=False))
             outputs = program(example)
-        lowered = to_edge_transform_and_lower(ep, partitioner=[xnnpack_partitioner()])
+        lowered = to_edge_transform_and_lower(ep, partitioner=[xnnpack_partitioner()],
+                                              transform_passes=fold_constants())
         counts = delegation_counts(lowered.exported_program().graph_module)
         dest.write_bytes(lowered.to_executorch().buffer)
         return Converted(io=_io_meta(model, outputs), extra={"backend": "xnnpack", "delegation": counts})
