@@ -23,10 +23,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("out/bench_report"))
     ap.add_argument("--eval-size", type=int, default=500)
     ap.add_argument("--no-sensitivity", action="store_true")
+    ap.add_argument("--input-size", type=int, default=REFERENCE_INPUT,
+                    help="input side (the reference trained at 32; issue 17 times the report at 224)")
+    ap.add_argument("--weights", default="reference",
+                    help="reference (the shared trained model: its figures mean something at 32 px only; "
+                         "larger inputs blow its activations up) or random (seeded, BatchNorm re-estimated on "
+                         "the calibration images: for timing at 224 px)")
     args = ap.parse_args()
-    spec = ModelSpec(weights=str(reference_weights()), input_size=REFERENCE_INPUT)
+    random = args.weights == "random"
+    spec = ModelSpec(weights="random" if random else str(reference_weights()), input_size=args.input_size)
     cfg = ReportConfig(quant=PTQConfig(calib_size=128), eval_size=args.eval_size, reuse=False,
-                       sensitivity=not args.no_sensitivity)
+                       sensitivity=not args.no_sensitivity, recalibrate_bn=random)
     t0 = time.perf_counter()
     report = run_report(spec, cifar("train"), cifar("test"), args.out, cfg)
     seconds = time.perf_counter() - t0

@@ -175,6 +175,8 @@ class ExportJob:
     keep_float: tuple[str, ...] = ()
     int8_head: bool = False
     qat: Path | None = None  # an `edge qat` checkpoint to export int8 from
+    target_agreement: float | None = None  # accuracy-controlled int8 (quantize/auto.py)
+    auto_search_images: int = 128
 
 
 # the artifact must agree with the QAT model it came from on this share of held-out top-1 (docs/qat.md)
@@ -207,12 +209,15 @@ def run_export(job: ExportJob) -> dict[str, Any]:
     if job.qat is not None:
         if not quantized:
             raise EdgeError(f"--qat exports int8; pass --precision {exporter.quantized_precisions[0]}")
-        if job.observer is not None or job.keep_float or job.int8_head:
-            raise EdgeError("--observer/--keep-float/--int8-head are set when training (`edge qat`), not with --qat")
+        if job.observer is not None or job.keep_float or job.int8_head or job.target_agreement is not None:
+            raise EdgeError("--observer/--keep-float/--int8-head/--target-agreement are set when training "
+                            "(`edge qat`), not with --qat")
     else:
         qcfg = PTQConfig(calib_size=job.calib_size, observer=job.observer, percentile=job.percentile,
                          search_images=job.search_images, keep_float=job.keep_float, float_head=not job.int8_head,
                          seed=job.spec.seed) if quantized else None
+        if job.target_agreement is not None:
+            qcfg = auto_config(job.spec, qcfg, job.target_agreement, job.auto_search_images)
         recipe = exporter.recipe(job.precision, qcfg)
     needs_calib = recipe.quantized if recipe is not None else exporter.calibrates_itself
     if (needs_calib or job.recalibrate_bn) and not job.calib:
@@ -234,4 +239,46 @@ def run_export(job: ExportJob) -> dict[str, Any]:
         agree = vs_qat["agreement_top1"] if vs_qat else None
         report["method"] = "qat"
         report["qat_drift"] = agree is not None and agree < QAT_DRIFT_AGREEMENT
+    if job.target_agreement is not None:
+        report["method"] = "auto"
+        report["auto"] = auto_outcome(report)
     return report
+
+
+def auto_config(spec: ModelSpec, ptq: Any, target: float, search_images: int) -> Any:
+    """The accuracy-controlled config, checked before any work: top-1 agreement needs class logits,
+    and the search images are calibration images."""
+    from quantize import AutoConfig
+
+    if ptq is None:
+        raise EdgeError("--target-agreement applies to int8 (--precision int8)")
+    auto = AutoConfig(ptq=ptq, target_agreement=target, search_images=search_images)  # checks its own values
+    if spec.mode != "classifier":
+        raise EdgeError(f"--target-agreement judges top-1 agreement, which a {spec.mode} model has not "
+                        "(its outputs are compared by SQNR): use it with --mode classifier")
+    if search_images > ptq.calib_size:
+        raise EdgeError(f"--auto-search-images {search_images} is more than the {ptq.calib_size} calibration "
+                        "images it is taken from (--calib-size)")
+    return auto
+
+
+def auto_missed(report: dict[str, Any]) -> str | None:
+    """The one line that says an accuracy-controlled export missed its target on the held-out
+    images (None when it met it, or when there were no held-out images to judge it on)."""
+    auto = report.get("auto")
+    got = auto.get("held_out_agreement") if auto else None
+    if auto is None or got is None or got >= auto["target_agreement"]:
+        return None
+    return (f"--target-agreement {auto['target_agreement']:g} met on the search images ({auto['agreement']:.3f}) "
+            f"but not on the {report['parity']['images']} held-out images ({got:.3f}): give more "
+            "--auto-search-images (and --calib-size) or a lower target")
+
+
+def auto_outcome(report: dict[str, Any]) -> dict[str, Any]:
+    """The auto mode's choice (from the manifest) beside the held-out agreement that re-checks it."""
+    import json
+
+    manifest = json.loads(Path(report["manifest"]).read_text())
+    parity = report.get("parity") or {}
+    held = (parity.get("vs_float") or {}).get("agreement_top1")
+    return {**manifest.get("auto", {}), "held_out_agreement": held}

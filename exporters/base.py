@@ -29,7 +29,7 @@ from edge.io import atomic_path, ensure_writable_dir, write_json
 from edge.manifest import build_manifest, manifest_path, package_versions
 from edge.models import LoadedModel
 from edge.progress import say
-from quantize import PTQConfig, QATConfig, quantize
+from quantize import AutoConfig, PTQConfig, QATConfig, quantize
 from quantize.qat import QATProgram
 
 
@@ -60,9 +60,9 @@ class Recipe:
     options: dict[str, str]
     versions: tuple[str, ...]  # the packages recorded in the manifest (and in the recipe key)
     method: dict[str, Any]  # manifest keys saying how int8 was made ({} for float)
-    config: PTQConfig | QATConfig | None  # the quantization recorded in the manifest, as applied
-    # what calibrates int8: the target quantizer's PTQ config, or the converter's (calibrates_itself)
-    calibration: PTQConfig | None = None
+    config: PTQConfig | AutoConfig | QATConfig | None  # the quantization recorded in the manifest, as applied
+    # what calibrates int8: the target quantizer's PTQ (or auto) config, or the converter's (calibrates_itself)
+    calibration: PTQConfig | AutoConfig | None = None
     qat: QATProgram | None = None
 
     @property
@@ -99,6 +99,12 @@ class ExportResult:
     manifest: dict[str, Any]
     reference: Any  # the torch program the artifact should reproduce (fake-quant for int8)
     seconds: float
+
+
+def _chosen(program: Any) -> dict[str, Any]:
+    """What a recipe chose from the images (quantize.auto's float units), carried in the program's meta."""
+    meta = getattr(program, "meta", None)
+    return dict(meta.get("edge", {})) if isinstance(meta, dict) else {}
 
 
 class Exporter(ABC):
@@ -166,11 +172,14 @@ class Exporter(ABC):
             config = dataclasses.replace(config, observer=self.default_observer)
         return self.effective_config(config)
 
-    def recipe(self, precision: str, quant: PTQConfig | None = None, qat: QATProgram | None = None) -> Recipe:
+    def recipe(self, precision: str, quant: PTQConfig | AutoConfig | None = None,
+               qat: QATProgram | None = None) -> Recipe:
         """Validate and resolve what to build, once; ``quant`` None means the defaults for int8.
         ``qat``: the int8 artifact comes from this trained QAT model instead of being quantized here."""
         if qat is not None:
             return self._qat_recipe(precision, qat)
+        if isinstance(quant, AutoConfig):
+            return self._auto_recipe(precision, quant)
         if precision not in self.precisions:
             raise EdgeError(
                 f"{self.name} does not export precision {precision!r}; choose one of {', '.join(self.precisions)}"
@@ -182,6 +191,18 @@ class Exporter(ABC):
         self.validate(precision, qcfg)
         return Recipe(self.name, precision, dict(self.opts), self.versions, {"method": "ptq"} if quantized else {},
                       qcfg, qcfg)
+
+    def _auto_recipe(self, precision: str, auto: AutoConfig) -> Recipe:
+        if precision not in self.quantized_precisions:
+            raise EdgeError(f"--target-agreement applies to int8; {precision} is not a quantized precision of "
+                            f"{self.name}")
+        if self.quantizer is None or self.calibrates_itself:
+            raise EdgeError(f"--target-agreement keeps chosen layers float through a PT2E quantizer; {self.name} "
+                            "calibrates in its own converter, which cannot")
+        ptq = self.resolve_config(auto.ptq)
+        self.validate(precision, ptq)
+        cfg = dataclasses.replace(auto, ptq=ptq)
+        return Recipe(self.name, precision, dict(self.opts), self.versions, {"method": "auto"}, cfg, cfg)
 
     def _qat_recipe(self, precision: str, qat: QATProgram) -> Recipe:
         if precision not in self.quantized_precisions:
@@ -255,7 +276,8 @@ class Exporter(ABC):
         with atomic_path(artifact) as tmp:
             conv = self.convert(request, program, tmp)
         seconds = time.perf_counter() - t0
-        extra = {**recipe.method, **({"options": recipe.options} if recipe.options else {}), **conv.extra}
+        extra = {**recipe.method, **({"options": recipe.options} if recipe.options else {}), **conv.extra,
+                 **_chosen(program)}
         manifest = build_manifest(model, artifact, self.name, recipe.precision, recipe.config, conv.io, seconds,
                                   recipe.versions, extra)
         mpath = manifest_path(artifact)

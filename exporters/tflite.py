@@ -173,8 +173,9 @@ class TFLiteExporter(Exporter):
                     raise EdgeError(f"onnx2tf did not write {route.produced}; see its messages above")
                 dest.write_bytes(produced.read_bytes())
             elif route.ours:
-                assert request.recipe.calibration is not None
-                blob, float_ops = self._quantize(model, keras_model, np.load(calib), request.recipe.calibration)
+                cal = request.recipe.calibration
+                assert isinstance(cal, PTQConfig)  # an AutoConfig never reaches here (Exporter._auto_recipe)
+                blob, float_ops = self._quantize(model, keras_model, np.load(calib), cal)
                 dest.write_bytes(blob)
             else:
                 dest.write_bytes(_float_tflite(keras_model, precision))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge.errors import EdgeError
-from quantize.config import OBSERVERS, PTQConfig, QATConfig
+from quantize.config import OBSERVERS, AutoConfig, PTQConfig, QATConfig
 
 _HANDLERS: dict[type, Callable[..., Any]] = {}
 
@@ -29,6 +29,13 @@ def _ptq(module: Any, example: Any, images: Any, config: PTQConfig, quantizer: s
     return quantize_ptq(module, example, images, config, quantizer)
 
 
+@register_handler(AutoConfig)
+def _auto(module: Any, example: Any, images: Any, config: AutoConfig, quantizer: str) -> Any:
+    from quantize.auto import quantize_auto
+
+    return quantize_auto(module, example, images, config, quantizer)
+
+
 def recipes() -> list[str]:
     """The config types ``quantize()`` handles, by name."""
     return sorted(t.__name__ for t in _HANDLERS)
@@ -42,4 +49,4 @@ def quantize(module: Any, example: Any, images: Any, config: Any, quantizer: str
     return handler(module, example, images, config, quantizer)
 
 
-__all__ = ["OBSERVERS", "PTQConfig", "QATConfig", "quantize", "recipes", "register_handler"]
+__all__ = ["OBSERVERS", "AutoConfig", "PTQConfig", "QATConfig", "quantize", "recipes", "register_handler"]

@@ -84,3 +84,26 @@ class QATConfig:
         for ok, msg in checks:
             if not ok:
                 raise EdgeError(msg)
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """Accuracy-controlled int8 (quantize/auto.py): PTQ with the fewest, cheapest units (stem,
+    blocks, head) left float that bring top-1 agreement with float to ``target_agreement`` on the
+    first ``search_images`` calibration images. The wrapped PTQ config gives every other knob."""
+
+    ptq: PTQConfig = field(default_factory=PTQConfig)
+    target_agreement: float = 0.99
+    search_images: int = 128
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target_agreement < 1.0:
+            raise EdgeError(f"target agreement must be in (0, 1), got {self.target_agreement}")
+        if self.search_images < 8:
+            raise EdgeError(f"the auto mode needs at least 8 search images, got {self.search_images}")
+        if self.ptq.observer == "search":
+            raise EdgeError("--target-agreement and --observer search do not combine: choose one")
+
+    @property
+    def calib_size(self) -> int:
+        return self.ptq.calib_size

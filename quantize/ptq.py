@@ -73,6 +73,28 @@ def head_modules(module: Any) -> tuple[str, ...]:
     return tuple(names[names.index(body[-1]) + 1 :])
 
 
+def units(module: Any) -> list[str]:
+    """Module paths, in forward order, that partition the model: each top-level child outside the
+    body (timm's feature stages: quantize.ptq.body_modules), and each block inside it
+    (``blocks.3.1`` for timm's nested stages, ``layer2.1`` for a ResNet)."""
+    import torch
+
+    out: list[str] = []
+    body = body_modules(module)
+    for name, child in module.named_children():
+        stages = list(child.named_children())
+        if name not in body or not any(True for _, st in stages for _ in st.children()):
+            out.append(name)  # outside the body, or a body part without blocks (a stem norm)
+            continue
+        for sname, stage in stages:
+            subs = list(stage.named_children())
+            if subs and isinstance(stage, (torch.nn.Sequential, torch.nn.ModuleList)):  # a stage of blocks
+                out.extend(f"{name}.{sname}.{b}" for b, _ in subs)
+            else:
+                out.append(f"{name}.{sname}")
+    return [u for u in out if any(True for _ in module.get_submodule(u).parameters())]
+
+
 def subtree_patterns(paths: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """keep_float patterns covering each module path and everything inside it."""
     return tuple(p for u in paths for p in (u, f"{u}.*"))

@@ -21,51 +21,17 @@ import numpy as np
 
 from edge.metrics import sqnr_db
 from edge.progress import bar
+from quantize.fake_quant import install
 
 FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0)  # widenings of the calibrated range tried per tensor
 
 
-class _Switch:
-    """A calibrated activation observer as a fake-quant that can be switched on, at a scale
-    widened by ``factor`` (the zero point kept: the range grows in proportion on both sides)."""
-
-    def __init__(self, observer: Any) -> None:
-        scale, zp = observer.calculate_qparams()
-        self.observer, self.scale, self.zp = observer, float(scale), int(zp)
-        self.qmin, self.qmax = int(observer.quant_min), int(observer.quant_max)
-        self.factor, self.on = 1.0, False
-
-    def __call__(self, x: Any) -> Any:
-        import torch
-
-        if not self.on:
-            return x
-        return torch.fake_quantize_per_tensor_affine(x, self.scale * self.factor, self.zp, self.qmin, self.qmax)
-
-    def commit(self) -> None:
-        """Give the observer the range that converts to the chosen scale and the same zero point."""
-        import torch
-
-        s = self.scale * self.factor
-        self.observer.min_val.copy_(torch.tensor((self.qmin - self.zp) * s))
-        self.observer.max_val.copy_(torch.tensor((self.qmax - self.zp) * s))
-
-
-def _activation_observers(prepared: Any) -> dict[str, Any]:
-    """Observer module name -> observer, for the per-tensor activation observers with a min/max
-    range (weights, read from a get_attr, and fixed-parameter observers are left as they are)."""
-    from torchao.quantization.pt2e import ObserverBase
-
-    found: dict[str, Any] = {}
-    for node in prepared.graph.nodes:
-        if node.op != "call_module":
-            continue
-        obs = getattr(prepared, node.target)
-        if (isinstance(obs, ObserverBase) and hasattr(obs, "min_val") and obs.min_val.numel() == 1
-                and node.args and getattr(node.args[0], "op", None) != "get_attr"
-                and float(obs.max_val) > float(obs.min_val)):
-            found[node.target] = obs
-    return found
+def _searchable(sw: Any) -> bool:
+    """A per-tensor activation observer with a min/max range (weights, read from a get_attr, and
+    fixed-parameter observers are left as they are)."""
+    obs = sw.observer
+    return (not sw.weight and sw.axis is None and hasattr(obs, "min_val") and obs.min_val.numel() == 1
+            and float(obs.max_val) > float(obs.min_val))
 
 
 def _outputs(prepared: Any, images: Any) -> list[np.ndarray]:
@@ -79,16 +45,15 @@ def _outputs(prepared: Any, images: Any) -> list[np.ndarray]:
 def search_ranges(prepared: Any, images: Any, factors: tuple[float, ...] = FACTORS) -> dict[str, float]:
     """Choose and set each activation observer's range of a calibrated ``prepared`` model (changed
     in place, ready for convert_pt2e); return the widening chosen per observer."""
-    observers = _activation_observers(prepared)
-    switches = {name: _Switch(obs) for name, obs in observers.items()}
-    for name, sw in switches.items():
-        setattr(prepared, name, _as_module(sw))
+    switches = install(prepared)
+    chosen = {name: sw for name, sw in zip(switches.names, switches.items, strict=True) if _searchable(sw)}
     try:
         ref = _outputs(prepared, images)
-        for sw in switches.values():
-            sw.on = True
-        with bar(total=len(switches), desc="range search", unit="tensor") as pbar:
-            for sw in switches.values():  # in graph order, every other tensor quantized as chosen so far
+        # weights int8 while searching, as they will convert (the ranges then fit the real error)
+        switches.set(True, [sw for sw in switches.items if sw.weight])
+        switches.set(True, list(chosen.values()))
+        with bar(total=len(chosen), desc="range search", unit="tensor") as pbar:
+            for sw in chosen.values():  # in graph order, every other tensor quantized as chosen so far
                 scores = []
                 for f in factors:
                     sw.factor = f
@@ -97,19 +62,13 @@ def search_ranges(prepared: Any, images: Any, factors: tuple[float, ...] = FACTO
                 sw.factor = factors[int(np.argmax(scores))]
                 pbar.update(1)
     finally:
-        for name, obs in observers.items():
-            setattr(prepared, name, obs)
-    for sw in switches.values():
-        sw.commit()
-    return {name: sw.factor for name, sw in switches.items()}
+        switches.restore(commit=True)
+    return {name: sw.factor for name, sw in chosen.items()}
 
 
-def _as_module(switch: _Switch) -> Any:
-    """``switch`` as a torch module, to stand in for its observer in the graph."""
-    import torch
-
-    class SwitchModule(torch.nn.Module):
-        def forward(self, x: Any) -> Any:
-            return switch(x)
-
-    return SwitchModule()
+def searchable_observers(prepared: Any) -> dict[str, Any]:
+    """Observer attribute -> observer, for the observers ``search_ranges`` chooses a range for."""
+    switches = install(prepared)
+    found = {n: sw.observer for n, sw in zip(switches.names, switches.items, strict=True) if _searchable(sw)}
+    switches.restore()
+    return found

@@ -28,6 +28,16 @@ CASES = [
     ("num-classes-zero", [*EXPORT, "--num-classes", "0"], "--num-classes must be at least 1"),
     ("input-size-zero", [*EXPORT, "--input-size", "0"], "--input-size must be at least 1, got 0"),
     ("keep-float-matches-nothing", [*INT8, "--keep-float", "no_such_block.*"], "matches no module"),
+    # the accuracy-controlled mode (quantize/auto.py): refused before any model is loaded
+    ("auto-target-out-of-range", [*INT8, "--target-agreement", "1.5"], "target agreement must be in (0, 1)"),
+    ("auto-on-fp32", [*EXPORT, "--target-agreement", "0.99"], "applies to int8"),
+    ("auto-on-features", [*INT8, "--mode", "features", "--target-agreement", "0.99"],
+     "a features model has not"),
+    ("auto-more-search-than-calib", [*INT8, "--target-agreement", "0.99", "--auto-search-images", "16"],
+     "more than the 2 calibration images"),
+    ("auto-tflite", ["export", "tflite", *TINY, "--out", "{out}", "--precision", "int8", "--calib", "{images}",
+                     "--target-agreement", "0.99", "--auto-search-images", "8", "--calib-size", "8"],
+     "tflite calibrates in its own converter"),
     # tracebacks before
     ("input-size-negative", [*EXPORT, "--input-size", "-3"], "--input-size must be at least 1, got -3"),
     ("classes-missing", [*EXPORT, "--calib", "{images}", "--classes", "{dir}/none.txt"],

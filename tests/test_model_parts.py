@@ -1,4 +1,4 @@
-"""The float head (`quantize.ptq.head_modules`) and the sensitivity units (`edge.report.sensitivity.units`)
+"""The float head (`quantize.ptq.head_modules`) and the sensitivity units (`quantize.ptq.units`)
 come from timm's own description of a model (its feature_info), never from one model's names: checked
 on families with different layouts. Random weights: only the structure matters here."""
 
@@ -23,8 +23,7 @@ CASES = [
 def test_head_and_units_come_from_timm(name: str, kwargs: dict, head: tuple[str, ...]) -> None:
     import timm
 
-    from edge.report.sensitivity import units
-    from quantize.ptq import head_modules
+    from quantize.ptq import head_modules, units
 
     model = timm.create_model(name, pretrained=False, **kwargs)
     assert head_modules(model) == head

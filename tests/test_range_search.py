@@ -38,17 +38,17 @@ def test_search_widens_clipped_ranges_and_converts_to_them() -> None:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     from edge.metrics import sqnr_db
-    from quantize.range_search import FACTORS, _activation_observers, search_ranges
+    from quantize.range_search import FACTORS, search_ranges, searchable_observers
 
     torch.manual_seed(1)
     images = torch.randn(32, 3, 8, 8)
     plain = _prepared(images)
     searched = _prepared(images)
-    before = {name: obs.calculate_qparams() for name, obs in _activation_observers(searched).items()}
+    before = {name: obs.calculate_qparams() for name, obs in searchable_observers(searched).items()}
     chosen = search_ranges(searched, images)
     assert set(chosen) == set(before) and all(f in FACTORS for f in chosen.values())
     assert any(f > 1.0 for f in chosen.values()), chosen  # the clipped 99th percentile is widened
-    for name, obs in _activation_observers(searched).items():
+    for name, obs in searchable_observers(searched).items():
         scale, zp = obs.calculate_qparams()
         torch.testing.assert_close(scale, before[name][0] * chosen[name], rtol=1e-5, atol=0)
         assert int(zp) == int(before[name][1])

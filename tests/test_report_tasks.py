@@ -42,3 +42,17 @@ def test_a_dying_worker_can_be_one_answer() -> None:
     answers = run_tasks(tasks, 1, 2, crashes=True)
     assert isinstance(answers[0], Crashed) and answers[0].label == "boom"
     assert answers[1:] == [(4, 2), (9, 2)]
+
+
+def test_a_crashed_row_is_a_row_with_the_reason() -> None:
+    """The report runs its tasks with crashes=True on worker processes: a converter's native abort
+    (the TFLite quantizer aborted on a model whose activations reach 1e6) is that row's note, and
+    the other rows still come out."""
+    from edge.report.build import Crashed
+    from edge.report.run import ReportRun
+    from edge.report.schema import empty_row
+
+    row = empty_row("tflite", "int8", "ptq")
+    ReportRun.finish(None, row, Crashed("tflite int8"))  # type: ignore[arg-type]  # self: not read for a crash
+    assert row["top1"] is None and row["latency_ms"] is None
+    assert "not exported: its worker process died" in row["note"]

@@ -95,6 +95,16 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
                    help="quantize the classifier head too (smaller file; by default it stays float: see README)")
     g.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                    help="module paths (fnmatch, e.g. 'classifier' or 'blocks.5.*') to leave in float")
+    add_auto_args(g)
+
+
+def add_auto_args(g: Any) -> None:
+    g.add_argument("--target-agreement", type=float, default=None, metavar="A",
+                   help="accuracy-controlled int8 (classifiers, PT2E targets): keep the fewest, cheapest layers "
+                        "float so that top-1 agrees with float on at least A (e.g. 0.99) of the search images, "
+                        "then re-check on the held-out images")
+    g.add_argument("--auto-search-images", type=int, default=128, metavar="N",
+                   help="calibration images the --target-agreement choice is judged on (default: %(default)s)")
 
 
 def model_spec(args: argparse.Namespace) -> Any:

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from edge.formatting import format_parity
-    from edge.pipeline import QAT_DRIFT_AGREEMENT, ExportJob, run_export
+    from edge.pipeline import QAT_DRIFT_AGREEMENT, ExportJob, auto_missed, run_export
 
     job = ExportJob(
         spec=model_spec(args), target=args.target, precision=args.precision, out=args.out,
@@ -53,9 +53,14 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib, calib_size=args.calib_size, eval_data=args.eval_data, eval_size=args.eval_size,
         classes=args.classes, recalibrate_bn=args.recalibrate_bn, threads=args.threads, observer=args.observer,
         percentile=args.percentile, search_images=args.search_images, keep_float=tuple(args.keep_float),
-        int8_head=args.int8_head, qat=args.qat)
+        int8_head=args.int8_head, qat=args.qat, target_agreement=args.target_agreement,
+        auto_search_images=args.auto_search_images)
     report = run_export(job)
     emit(json.dumps(report, indent=2) if args.json else format_parity(report))
+    missed = auto_missed(report)
+    if missed is not None:
+        tell(f"edge: error: {missed}")
+        return 1
     if report.get("qat_drift"):
         agree = report["parity"]["vs_quantized_program"]["agreement_top1"]
         tell(f"edge: warning: drift — the artifact agrees with the QAT model it was exported from on only "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge.commands._args import DEFAULT_OUT, add_model_args, csv_list
+from edge.commands._args import DEFAULT_OUT, add_auto_args, add_model_args, csv_list
 from edge.progress import emit, tell
 
 
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--no-sensitivity", action="store_true", help="skip the per-layer sensitivity analysis")
     q.add_argument("--keep-float-top", type=int, default=0, metavar="K",
                    help="add rows with the K most sensitive layers of each quantizer kept float")
+    add_auto_args(q)
     t = p.add_argument_group("latency")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--runs", type=int, default=50)
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReportConfig(targets=args.targets, precisions=args.precisions, quant=quant, eval_size=args.eval_size,
                        threads=args.threads, runs=args.runs, warmup=args.warmup, sensitivity=not args.no_sensitivity,
                        keep_float_k=args.keep_float_top, reuse=not args.no_reuse, recalibrate_bn=args.recalibrate_bn,
-                       artifacts=args.artifacts, workers=args.workers, qat=tuple(args.qat))
+                       artifacts=args.artifacts, workers=args.workers, qat=tuple(args.qat),
+                       target_agreement=args.target_agreement, auto_search_images=args.auto_search_images)
     report = run_report(model_spec(args), args.calib, args.data, args.out, cfg, args.classes, devices)
     validate(report)
     paths = write_outputs(report, args.out)

@@ -19,13 +19,13 @@ from edge.manifest import package_versions
 from edge.models import ModelSpec, check_spec
 from edge.pipeline import Inputs, load_inputs
 from edge.progress import say
-from edge.report.build import Held, Judged, Task, export_and_check, run_tasks
+from edge.report.build import Crashed, Held, Judged, Task, export_and_check, run_tasks
 from edge.report.cache import ArtifactCache
 from edge.report.schema import SCHEMA, add_note, empty_row, finite
 from edge.report.sensitivity import layer_sensitivity
 from edge.runtimes import runtime_for
 from edge.validate import at_least, image_args, input_file, output_folder
-from quantize.config import PTQConfig
+from quantize.config import AutoConfig, PTQConfig
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class ReportConfig:
     qat: tuple[Path, ...] = ()  # QAT checkpoints (`edge qat --out`): one int8 "qat" row each
     artifacts: Path | None = None  # where artifacts are built and reused (default: OUT/artifacts)
     workers: int = 2  # processes building the missing artifacts side by side (1: in the report's own)
+    target_agreement: float | None = None  # adds an "auto" int8 row per PT2E target (quantize/auto.py)
+    auto_search_images: int = 128
 
     def __post_init__(self) -> None:
         if self.runs < 1 or self.warmup < 0 or self.threads < 1 or self.workers < 1:
@@ -103,7 +105,7 @@ class ReportRun:
         assert inp.eval_images is not None and inp.float_outputs is not None
         return Held(inp.eval_images, inp.eval_labels, inp.float_outputs)
 
-    def row_task(self, target: str, precision: str, quant: PTQConfig | None, subdir: str) -> Task:
+    def row_task(self, target: str, precision: str, quant: PTQConfig | AutoConfig | None, subdir: str) -> Task:
         """The row's export (or the reuse of the artifact an earlier run built from the same recipe)
         and its check; an unbuildable recipe raises EdgeError here, before any work."""
         exporter = self.exporters[target]
@@ -151,7 +153,10 @@ class ReportRun:
             rows.append(row)
         return rows
 
-    def finish(self, row: dict[str, Any], judged: Judged) -> None:
+    def finish(self, row: dict[str, Any], judged: Judged | Crashed) -> None:
+        if isinstance(judged, Crashed):
+            add_note(row, f"not exported: {judged.reason}")
+            return
         built = judged.built
         if built.error is not None:
             add_note(row, f"not exported: {first_line(built.error)}")
@@ -162,7 +167,15 @@ class ReportRun:
         m = built.manifest
         row.update(artifact=str(built.artifact), size_bytes=m["size_bytes"], export_s=m["export_seconds"],
                    reused=judged.reused, delegation=m.get("delegation"))
+        if "auto" in m:  # the float units the accuracy-controlled mode chose, and why
+            row["auto"] = m["auto"]
+            add_note(row, f"kept float: {', '.join(m['auto']['kept_float']) or 'nothing'} "
+                          f"({100 * m['auto']['float_mac_share']:.1f}% of the MACs)")
         self._evaluate(row, judged.verification)
+        if "auto" in row and row["agreement_top1"] is not None:
+            target, got = row["auto"]["target_agreement"], row["agreement_top1"]
+            row["auto"]["held_out_agreement"] = got
+            add_note(row, f"target agreement {target:g} {'met' if got >= target else 'MISSED'} on the held-out images")
         self._latency(row, built.artifact)
 
     # -- rows ---------------------------------------------------------------------------------
@@ -311,13 +324,15 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
     extra = [run.sensitivity_task(q, qcfg) for q, qcfg in analyses]
     work = [t for t in tasks if isinstance(t, Task)] + extra
     workers = max(1, min(cfg.workers, len(work)))
-    answers = run_tasks(work, workers, cfg.threads)
+    # on worker processes a converter's native abort is that row's failure, not the report's
+    answers = run_tasks(work, workers, cfg.threads, crashes=workers > 1)
     stages["work"] = time.perf_counter() - t_start - sum(stages.values())
     say(f"[float] timing PyTorch on {len(inputs.eval_images)} images")
     rows = [run.float_row()] + run.rows([(t, p, method_of(p)) for t, p, _, _ in jobs], tasks, answers)
     stages["timing"] = time.perf_counter() - t_start - sum(stages.values())
     layers = answers[len(answers) - len(extra):]
-    sensitivity = {q: {"targets": users[q], "layers": lay} for (q, _), lay in zip(analyses, layers, strict=True)}
+    sensitivity = {q: {"targets": users[q], "layers": lay} for (q, _), lay in zip(analyses, layers, strict=True)
+                   if not isinstance(lay, Crashed)}
     later: list[Later] = []
     for ckpt, target in qat_jobs:  # exported afresh, after the rest (they share no work)
         try:
@@ -326,6 +341,8 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
             later.append(((target, "int8", "qat"), exc, None))
     if cfg.keep_float_k and sensitivity:
         later += _keep_float_tasks(run, cfg, sensitivity)
+    if cfg.target_agreement is not None and "int8" in cfg.precisions:
+        later += _auto_tasks(run, cfg, users)
     if later:
         todo = [t for _, t, _ in later]
         done = run_tasks([t for t in todo if isinstance(t, Task)], 1, cfg.threads)
@@ -377,4 +394,19 @@ def _keep_float_tasks(run: ReportRun, cfg: ReportConfig, sensitivity: dict[str, 
                 out.append((spec, dataclasses.replace(task, label=f"{target} int8, {note}"), note))
             except EdgeError as exc:
                 out.append((spec, exc, note))
+    return out
+
+
+def _auto_tasks(run: ReportRun, cfg: ReportConfig, users: dict[str, list[str]]) -> list[Later]:
+    """One accuracy-controlled int8 row per target with a PT2E quantizer (quantize/auto.py)."""
+    from edge.pipeline import auto_config
+
+    auto = auto_config(run.inputs.model.spec, cfg.quant, cfg.target_agreement or 0.0, cfg.auto_search_images)
+    out: list[Later] = []
+    for target in (t for ts in users.values() for t in ts):
+        spec = (target, "int8", "auto")
+        try:
+            out.append((spec, run.row_task(target, "int8", auto, "auto"), None))
+        except EdgeError as exc:
+            out.append((spec, exc, None))
     return out
