@@ -70,6 +70,9 @@ class CoreMLExporter(Exporter):
     )
 
     def validate(self, precision: str, quant: PTQConfig | None) -> None:
+        if quant is not None and quant.activations != "static":
+            raise EdgeError("Core ML's W8A8 has static activation ranges only: for float activations with int8 "
+                            "weights use --precision w8")
         target = self.opts["deployment_target"]
         if precision == "int8" and target not in _W8A8_TARGETS:
             raise EdgeError(f"Core ML int8 (W8A8) needs --deployment-target iOS17/macOS14 or newer; "

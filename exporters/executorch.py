@@ -79,6 +79,46 @@ def xnnpack_partitioner() -> Any:
     return XnnpackPartitioner(configs=configs)
 
 
+def _per_row_fake_quant(x: Any) -> Any:
+    """int8 asymmetric fake-quant with one range per row of the GEMM XNNPACK runs: each pixel's
+    channels for a conv input (NCHW: dim 1), each token's features for a linear input (last dim)."""
+    import torch
+
+    dim = 1 if x.dim() == 4 else -1
+    lo = x.amin(dim=dim, keepdim=True).clamp(max=0)
+    hi = x.amax(dim=dim, keepdim=True).clamp(min=0)
+    scale = ((hi - lo) / 255.0).clamp(min=2**-12)
+    zp = torch.clamp(torch.round(-128 - lo / scale), -128, 127)
+    return (torch.clamp(torch.round(x / scale) + zp, -128, 127) - zp) * scale
+
+
+def xnnpack_dynamic_simulation(program: Any) -> Any:
+    """A dynamically quantized PT2E program with each choose_qparams → quantize → dequantize chain
+    replaced by XNNPACK's own rule (one range per row, _per_row_fake_quant). Why: PT2E measures one
+    range over the whole tensor (over the whole batch, in PyTorch), XNNPACK's qd8 kernels one per
+    row, so the artifact is finer than the program it was lowered from."""
+    import copy
+
+    import torch
+
+    sim = copy.deepcopy(program)
+    graph = sim.graph
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target != torch.ops.quantized_decomposed.choose_qparams.tensor:
+            continue
+        x = node.args[0]
+        quants = [u for u in x.users if u.target == torch.ops.quantized_decomposed.quantize_per_tensor.tensor]
+        for q in quants:
+            for dq in [u for u in q.users if u.target == torch.ops.quantized_decomposed.dequantize_per_tensor.tensor]:
+                with graph.inserting_after(dq):
+                    fq = graph.call_function(_per_row_fake_quant, (x,))
+                dq.replace_all_uses_with(fq)
+    graph.eliminate_dead_code()
+    sim.recompile()
+    sim.meta.pop("per_image", None)  # rows do not depend on the batch
+    return sim
+
+
 @register
 class ExecuTorchExporter(Exporter):
     name = "executorch"
@@ -93,6 +133,13 @@ class ExecuTorchExporter(Exporter):
     # percentile: a few outliers would set the int8 scale of a min/max range (README: the figures)
     default_observer = "percentile"
     versions = ("torch", "executorch", "torchao", "timm")
+
+    def simulation(self, request: ExportRequest, program: Any) -> Any:
+        """Dynamic int8: the program as XNNPACK computes it (one range per row, not per tensor)."""
+        meta = getattr(program, "meta", None)
+        if isinstance(meta, dict) and meta.get("per_image"):
+            return xnnpack_dynamic_simulation(program)
+        return program
 
     def convert(self, request: ExportRequest, program: Any, dest: Path) -> Converted:
         import torch

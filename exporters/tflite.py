@@ -113,6 +113,9 @@ class TFLiteExporter(Exporter):
     def validate(self, precision: str, quant: PTQConfig | None) -> None:
         if self.opts["io"] == "int8" and precision != "int8":
             raise EdgeError("--io int8 applies to --precision int8 only")
+        if quant is not None and quant.activations != "static":
+            raise EdgeError("TFLite int8 is full-integer with calibrated ranges: --activations dynamic is "
+                            "available for ExecuTorch")
         if quant is not None and (quant.observer not in (None, "minmax", "percentile") or quant.keep_float):
             raise EdgeError("TFLite int8 is calibrated through the TFLite converter (minmax or percentile "
                             "ranges, float head or not): --observer histogram or search and --keep-float are not "

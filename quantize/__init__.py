@@ -5,6 +5,7 @@ trained program reaches the exporter as a quantize.qat.QATProgram."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,19 @@ def _auto(module: Any, example: Any, images: Any, config: AutoConfig, quantizer:
     return quantize_auto(module, example, images, config, quantizer)
 
 
+# Named int8 recipes beyond the default static PTQ, each a change of the PTQ config (the report adds
+# one row per target that can build it: `edge report --recipes dynamic`)
+RECIPES: dict[str, Callable[[PTQConfig], PTQConfig]] = {
+    "dynamic": lambda cfg: dataclasses.replace(cfg, activations="dynamic", observer=None),
+}
+
+
+def recipe_config(name: str, base: PTQConfig) -> PTQConfig:
+    if name not in RECIPES:
+        raise EdgeError(f"unknown recipe {name!r} (known: {', '.join(sorted(RECIPES))})")
+    return RECIPES[name](base)
+
+
 def recipes() -> list[str]:
     """The config types ``quantize()`` handles, by name."""
     return sorted(t.__name__ for t in _HANDLERS)
@@ -49,4 +63,5 @@ def quantize(module: Any, example: Any, images: Any, config: Any, quantizer: str
     return handler(module, example, images, config, quantizer)
 
 
-__all__ = ["OBSERVERS", "AutoConfig", "PTQConfig", "QATConfig", "quantize", "recipes", "register_handler"]
+__all__ = ["OBSERVERS", "RECIPES", "AutoConfig", "PTQConfig", "QATConfig", "quantize", "recipe_config", "recipes",
+           "register_handler"]

@@ -11,6 +11,9 @@ from edge.errors import EdgeError
 
 # search: percentile ranges, then each widened as the output error says (quantize/range_search.py)
 OBSERVERS = ("minmax", "histogram", "percentile", "search")
+# static: every activation's int8 range fixed at calibration; dynamic: the inputs of convs and linears
+# quantized at run time with the range of the image at hand, everything else float (quantize/quantizers.py)
+ACTIVATIONS = ("static", "dynamic")
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,14 @@ class PTQConfig:
     seed: int = 0
     calib_batch: int = 16
     search_images: int = 64  # the first calibration images, for observer "search"
+    activations: str = "static"
 
     def __post_init__(self) -> None:
+        if self.activations not in ACTIVATIONS:
+            raise EdgeError(f"unknown activations {self.activations!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if self.activations == "dynamic" and self.observer not in (None, "minmax", "histogram", "percentile"):
+            raise EdgeError("--activations dynamic measures each image's ranges at run time: --observer "
+                            f"{self.observer} does not apply")
         if self.calib_size < 1:
             raise EdgeError(f"calibration size must be at least 1, got {self.calib_size}")
         if self.observer is not None and self.observer not in OBSERVERS:

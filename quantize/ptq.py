@@ -123,7 +123,8 @@ def quantize_ptq(module: Any, example: Any, calib_images: Any, config: PTQConfig
     effective = dataclasses.replace(config, keep_float=float_patterns(module, config))
     prepared = pt2e.prepare_pt2e(export_for_quantization(module, example).module(),
                                  make_quantizer(quantizer, effective))
-    calibrate(prepared, calib_images, config.calib_batch)
+    # dynamic activations have no ranges to calibrate: two images only trace the observers' placeholders
+    calibrate(prepared, calib_images[:2] if config.activations == "dynamic" else calib_images, config.calib_batch)
     if config.observer == "search":
         from quantize.range_search import search_ranges
 
@@ -132,4 +133,7 @@ def quantize_ptq(module: Any, example: Any, calib_images: Any, config: PTQConfig
     from torchao.quantization.pt2e import move_exported_model_to_eval
 
     move_exported_model_to_eval(converted)
+    if config.activations == "dynamic":
+        # its ranges are measured per call: over a batch in PyTorch, over one image on the device
+        converted.meta["per_image"] = True
     return converted

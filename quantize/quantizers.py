@@ -108,11 +108,33 @@ def _edge_xnnpack_quantizer_class() -> Any:
     return EdgeXNNPACKQuantizer
 
 
+def _not_depthwise(node: Any) -> bool:
+    """False for a grouped conv: XNNPACK has no dynamically quantized depthwise conv (it stays float)."""
+    import torch
+
+    if node.op == "call_function" and node.target in (torch.ops.aten.conv2d.default, torch.ops.aten.conv1d.default):
+        return (node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)) == 1
+    return True
+
+
+def _both(a: Callable[[Any], bool], b: Callable[[Any], bool] | None) -> Callable[[Any], bool]:
+    return a if b is None else (lambda node: a(node) and b(node))
+
+
 @register_quantizer("xnnpack")
 def xnnpack_quantizer(config: PTQConfig, is_qat: bool) -> Any:
     """ExecuTorch's XNNPACK quantizer: symmetric int8, per-channel weights, observers from config,
-    plus int8 hard-swish and mean (see _EXTRA_INT8_OPS)."""
+    plus int8 hard-swish and mean (see _EXTRA_INT8_OPS). With dynamic activations: int8 weights,
+    each conv/linear input quantized at run time over the image at hand (XNNPACK's qd8 kernels),
+    depthwise convs and element-wise ops float."""
     xq = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "int8 quantization for XNNPACK")
+    if config.activations == "dynamic":
+        if is_qat:
+            raise EdgeError("QAT trains static activation ranges: --activations dynamic is a PTQ recipe")
+        dyn = xq.get_symmetric_quantization_config(is_per_channel=config.per_channel, is_dynamic=True)
+        quantizer = xq.XNNPACKQuantizer().set_global(dyn)
+        quantizer.set_filter_function(_both(_not_depthwise, keep_float_filter(config.keep_float)))
+        return quantizer
     qconfig = xq.get_symmetric_quantization_config(is_per_channel=config.per_channel, is_qat=is_qat)
     if not is_qat:
         act = dataclasses.replace(qconfig.input_activation, observer_or_fake_quant_ctr=activation_observer(config))
@@ -224,6 +246,9 @@ def _replace_activation_observers(gm: Any, ctr: Any) -> None:
 def coreml_quantizer(config: PTQConfig, is_qat: bool) -> Any:
     """coremltools' W8A8 scheme through ExecuTorch's CoreMLQuantizer: int8 symmetric weights
     (per channel when asked), uint8 activations, converted by coremltools to quantize/dequantize."""
+    if config.activations == "dynamic":
+        raise EdgeError("Core ML's W8A8 has static activation ranges only: for float activations with int8 "
+                        "weights use --precision w8")
     require("executorch.backends.apple.coreml.quantizer", "int8 quantization for Core ML")
     require("coremltools", "int8 quantization for Core ML")
     import torch

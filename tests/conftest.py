@@ -194,6 +194,8 @@ class ArtifactStore:
             recipe = exporter.recipe(precision, quant)
             # the report's sub-folder for the method; other options or inputs get their own
             sub = method_of(precision)
+            if getattr(quant, "activations", "static") != "static":  # the report's recipe row folder
+                sub = quant.activations
             if options:
                 sub += "-" + "-".join(f"{k}={v}" for k, v in sorted(options.items()))
             if inputs != "reference_inputs":

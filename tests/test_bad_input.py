@@ -28,6 +28,12 @@ CASES = [
     ("num-classes-zero", [*EXPORT, "--num-classes", "0"], "--num-classes must be at least 1"),
     ("input-size-zero", [*EXPORT, "--input-size", "0"], "--input-size must be at least 1, got 0"),
     ("keep-float-matches-nothing", [*INT8, "--keep-float", "no_such_block.*"], "matches no module"),
+    ("dynamic-on-fp32", [*EXPORT, "--activations", "dynamic"], "--activations dynamic applies to int8"),
+    ("dynamic-tflite", ["export", "tflite", *TINY, "--out", "{out}", "--precision", "int8", "--calib", "{images}",
+                        "--calib-size", "2", "--activations", "dynamic"], "is available for ExecuTorch"),
+    ("dynamic-coreml", ["export", "coreml", *TINY, "--out", "{out}", "--precision", "int8", "--calib", "{images}",
+                        "--calib-size", "2", "--activations", "dynamic"], "use --precision w8"),
+    ("dynamic-with-search", [*INT8, "--activations", "dynamic", "--observer", "search"], "does not apply"),
     # the accuracy-controlled mode (quantize/auto.py): refused before any model is loaded
     ("auto-target-out-of-range", [*INT8, "--target-agreement", "1.5"], "target agreement must be in (0, 1)"),
     ("auto-on-fp32", [*EXPORT, "--target-agreement", "0.99"], "applies to int8"),

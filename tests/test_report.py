@@ -39,7 +39,7 @@ def report_args(weights: Path, out: Path, store: Path, *extra: str) -> list[str]
 @pytest.fixture(scope="session")
 def report(reference_weights: Path, store_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("report")
-    res = edge_main(*report_args(reference_weights, out, store_folder, "--targets", TARGETS))
+    res = edge_main(*report_args(reference_weights, out, store_folder, "--targets", TARGETS, "--recipes", "dynamic"))
     assert res.returncode == 0, res.stderr[-3000:]
     return out, json.loads((out / "report.json").read_text())
 
@@ -54,9 +54,13 @@ def test_report_rows_follow_schema(report: tuple[Path, dict], store_folder: Path
     keys = {(r["target"], r["precision"]) for r in rep["rows"]}
     assert keys == {("pytorch", "fp32"), ("executorch", "fp32"), ("executorch", "int8"), ("tflite", "fp32"),
                     ("tflite", "int8"), ("coreml", "fp32"), ("coreml", "int8")}
+    # --recipes dynamic: a row where the target builds it, the others skipped with the reason
+    dyn = [r for r in rep["rows"] if r["method"] == "dynamic"]
+    assert [r["target"] for r in dyn] == ["executorch"] and dyn[0]["logit_sqnr_db"] >= 25.0, dyn
+    assert {s.split(" ")[0] for s in rep["skipped"] if "(dynamic)" in s} == {"tflite", "coreml"}, rep["skipped"]
     for row in rep["rows"]:
         assert set(ROW_KEYS) <= row.keys()
-    by = {(r["target"], r["precision"]): r for r in rep["rows"]}
+    by = {(r["target"], r["precision"]): r for r in rep["rows"] if r["method"] != "dynamic"}
     ref = by[("pytorch", "fp32")]
     assert 0.15 <= ref["top1"] <= 0.5 and ref["latency_ms"]["runs"] == 5 and ref["latency_ms"]["threads"] == 2
     for t in ("executorch", "tflite"):

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--keep-float-top", type=int, default=0, metavar="K",
                    help="add rows with the K most sensitive layers of each quantizer kept float")
     add_auto_args(q)
+    q.add_argument("--recipes", type=csv_list, default=(), metavar="NAMES",
+                   help="extra int8 rows, one per target that builds the recipe: dynamic (int8 weights, each "
+                        "conv/linear input quantized at run time: ExecuTorch)")
     t = p.add_argument_group("latency")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--runs", type=int, default=50)
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                        threads=args.threads, runs=args.runs, warmup=args.warmup, sensitivity=not args.no_sensitivity,
                        keep_float_k=args.keep_float_top, reuse=not args.no_reuse, recalibrate_bn=args.recalibrate_bn,
                        artifacts=args.artifacts, workers=args.workers, qat=tuple(args.qat),
-                       target_agreement=args.target_agreement, auto_search_images=args.auto_search_images)
+                       target_agreement=args.target_agreement, auto_search_images=args.auto_search_images,
+                       recipes=args.recipes)
     report = run_report(model_spec(args), args.calib, args.data, args.out, cfg, args.classes, devices)
     validate(report)
     paths = write_outputs(report, args.out)

@@ -46,6 +46,7 @@ class ReportConfig:
     qat: tuple[Path, ...] = ()  # QAT checkpoints (`edge qat --out`): one int8 "qat" row each
     artifacts: Path | None = None  # where artifacts are built and reused (default: OUT/artifacts)
     workers: int = 2  # processes building the missing artifacts side by side (1: in the report's own)
+    recipes: tuple[str, ...] = ()  # extra int8 recipes (quantize.RECIPES): a row per target that builds it
     target_agreement: float | None = None  # adds an "auto" int8 row per PT2E target (quantize/auto.py)
     auto_search_images: int = 128
 
@@ -56,6 +57,11 @@ class ReportConfig:
             raise EdgeError("--keep-float-top must be 0 or more")
         if self.keep_float_k and not self.sensitivity:
             raise EdgeError("--keep-float-top needs the sensitivity analysis (drop --no-sensitivity)")
+        from quantize import RECIPES
+
+        unknown = [r for r in self.recipes if r not in RECIPES]
+        if unknown:
+            raise EdgeError(f"unknown recipe {', '.join(unknown)} (--recipes takes {', '.join(sorted(RECIPES))})")
 
 
 # queue order beside Exporter.build_cost (an fp32 build of a target is 1)
@@ -343,6 +349,8 @@ def run_report(spec: ModelSpec, calib: str | None, data: str | None, out: Path, 
         later += _keep_float_tasks(run, cfg, sensitivity)
     if cfg.target_agreement is not None and "int8" in cfg.precisions:
         later += _auto_tasks(run, cfg, users)
+    if "int8" in cfg.precisions:
+        later += _recipe_tasks(run, cfg, skipped)
     if later:
         todo = [t for _, t, _ in later]
         done = run_tasks([t for t in todo if isinstance(t, Task)], 1, cfg.threads)
@@ -409,4 +417,23 @@ def _auto_tasks(run: ReportRun, cfg: ReportConfig, users: dict[str, list[str]]) 
             out.append((spec, run.row_task(target, "int8", auto, "auto"), None))
         except EdgeError as exc:
             out.append((spec, exc, None))
+    return out
+
+
+def _recipe_tasks(run: ReportRun, cfg: ReportConfig, skipped: list[str]) -> list[Later]:
+    """One int8 row per extra recipe (quantize.RECIPES) and target that can build it; a target that
+    cannot is listed in the report's ``skipped`` with its reason."""
+    from quantize import recipe_config
+
+    out: list[Later] = []
+    for name in cfg.recipes:
+        quant = recipe_config(name, cfg.quant)
+        for target in cfg.targets:
+            if "int8" not in run.exporters[target].quantized_precisions:
+                continue
+            try:
+                out.append(((target, "int8", name), run.row_task(target, "int8", quant, name), None))
+            except EdgeError as exc:
+                skipped.append(f"{target} int8 ({name}): {first_line(exc)}")
+                say(f"{skipped[-1]}; skipped")
     return out

@@ -11,7 +11,7 @@ from edge.runtimes.base import Runtime, Session
 
 
 class TorchSession(Session):
-    batch_size = None
+    batch_size: int | None = None
 
     def __init__(self, module: Any) -> None:
         self.module = module
@@ -34,7 +34,11 @@ class TorchRuntime(Runtime):
 
         if threads:
             torch.set_num_threads(threads)
-        return TorchSession(artifact)
+        session = TorchSession(artifact)
+        meta = getattr(artifact, "meta", None)
+        if isinstance(meta, dict) and meta.get("per_image"):  # dynamically quantized: one image per call,
+            session.batch_size = 1  # as the artifact runs it (its ranges are measured over the batch)
+        return session
 
     def version(self) -> str:
         import torch
