@@ -168,7 +168,7 @@ class Exporter(ABC):
     # -- the shared flow ----------------------------------------------------------------------
     def resolve_config(self, config: PTQConfig) -> PTQConfig:
         """The config with "the target's default" observer filled in, as this target applies it."""
-        if config.observer is None:  # recorded as the observer actually used
+        if config.observer is None and config.activations == "static":  # recorded as the observer actually used
             config = dataclasses.replace(config, observer=self.default_observer)
         return self.effective_config(config)
 

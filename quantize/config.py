@@ -41,7 +41,7 @@ class PTQConfig:
     def __post_init__(self) -> None:
         if self.activations not in ACTIVATIONS:
             raise EdgeError(f"unknown activations {self.activations!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if self.activations == "dynamic" and self.observer not in (None, "minmax", "histogram", "percentile"):
+        if self.activations == "dynamic" and self.observer is not None:
             raise EdgeError("--activations dynamic measures each image's ranges at run time: --observer "
                             f"{self.observer} does not apply")
         if self.calib_size < 1:
@@ -112,6 +112,9 @@ class AutoConfig:
             raise EdgeError(f"the auto mode needs at least 8 search images, got {self.search_images}")
         if self.ptq.observer == "search":
             raise EdgeError("--target-agreement and --observer search do not combine: choose one")
+        if self.ptq.activations != "static":
+            raise EdgeError("--target-agreement chooses float layers for static int8; --activations dynamic "
+                            "has no static ranges to trade")
 
     @property
     def calib_size(self) -> int:

@@ -33,7 +33,9 @@ CASES = [
                         "--calib-size", "2", "--activations", "dynamic"], "is available for ExecuTorch"),
     ("dynamic-coreml", ["export", "coreml", *TINY, "--out", "{out}", "--precision", "int8", "--calib", "{images}",
                         "--calib-size", "2", "--activations", "dynamic"], "use --precision w8"),
-    ("dynamic-with-search", [*INT8, "--activations", "dynamic", "--observer", "search"], "does not apply"),
+    ("dynamic-with-an-observer", [*INT8, "--activations", "dynamic", "--observer", "minmax"], "does not apply"),
+    ("dynamic-with-auto", [*INT8, "--activations", "dynamic", "--target-agreement", "0.9",
+                           "--auto-search-images", "8"], "has no static ranges to trade"),
     # the accuracy-controlled mode (quantize/auto.py): refused before any model is loaded
     ("auto-target-out-of-range", [*INT8, "--target-agreement", "1.5"], "target agreement must be in (0, 1)"),
     ("auto-on-fp32", [*EXPORT, "--target-agreement", "0.99"], "applies to int8"),
