@@ -1,14 +1,14 @@
 """Benchmark (not a test): edge's artifacts beside the peers' default flows, exported from the same
 model in one run, each timed on its real runtime and judged against float on the same images.
 
-Rows: edge ExecuTorch fp32/int8 and TFLite fp32/int8; ExecuTorch's stock PT2E flow (XNNPACKQuantizer,
-per-channel, default XnnpackPartitioner); onnx2tf's own int8 (`-oiqt`: its quantizer on the stock
-ONNX graph, calibrated on the same images); `timmx export executorch --mode fp32/int8` when timmx is
-installed (skipped with a note otherwise). The model is the trained reference of the shared data
-folder at its own 32 px (calibration on cifar10/train, fidelity on held-out cifar10/test); latency is
-timed on the same architecture at --input-size with seeded random weights (BatchNorm re-estimated):
-the 32 px reference's activations blow up at 224 px (1e6 after the last stage), which says nothing
-about speed but aborted the TFLite quantizer.
+Rows: edge ExecuTorch fp32/int8 (static, and dynamic activations) and TFLite fp32/int8;
+ExecuTorch's stock PT2E flow (XNNPACKQuantizer, per-channel, default XnnpackPartitioner); onnx2tf's
+own int8 (`-oiqt`: its quantizer on the stock ONNX graph, calibrated on the same images); `timmx
+export executorch --mode fp32/int8` when timmx is installed (skipped with a note otherwise).
+Fidelity: the trained reference of the shared data folder at its own 32 px (calibration on
+cifar10/train, held-out cifar10/test). Latency: the same architecture at --input-size with seeded
+random weights, BatchNorm re-estimated (the 32 px reference's activations reach 1e6 at 224 px,
+which says nothing about speed but aborted the TFLite quantizer).
 
 Latency: batch 1, same threads and input, warm-up then the median of --runs, in --rounds
 interleaved rounds (every artifact once per round), so the rows are side by side on one host.
@@ -40,7 +40,7 @@ from edge.models import ModelSpec
 from edge.pipeline import Inputs, export_and_verify, load_inputs
 from edge.reference import REFERENCE_INPUT, cifar, reference_weights
 from edge.runtimes import runtime_for
-from quantize import PTQConfig
+from quantize import PTQConfig, recipe_config
 
 
 def stock_fp32_pte(inputs: Inputs, dest: Path) -> Path:
@@ -102,6 +102,8 @@ def export_flows(inputs: Inputs, weights: Path, work: Path, quant: PTQConfig, th
         for precision in ("fp32", "int8"):
             timed(f"edge {target} {precision}", lambda t=target, p=precision: export_and_verify(
                 t, inputs, p, work / f"edge-{t}", quant if p == "int8" else None, threads)["artifact"])
+    timed("edge executorch int8 dyn.", lambda: export_and_verify(
+        "executorch", inputs, "int8", work / "edge-dynamic", recipe_config("dynamic", quant), threads)["artifact"])
     timed("ExecuTorch stock fp32", lambda: stock_fp32_pte(inputs, work / "stock-fp32.pte"))
     timed("ExecuTorch stock int8", lambda: stock_int8_pte(inputs, work / "stock-int8.pte"))
     timed("onnx2tf -oiqt int8", lambda: export_and_verify(

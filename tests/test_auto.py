@@ -80,3 +80,25 @@ def test_an_unreachable_target_is_one_clear_line(reference_weights, tmp_path) ->
                     "--target-agreement", "0.999", "--out", out)
     assert_one_line_error(res, "--target-agreement 0.999 cannot be met")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_report_has_an_auto_row_with_its_choice(tmp_path) -> None:
+    """`edge report --target-agreement`: one `auto` int8 row per PT2E target, the choice and the
+    held-out verdict on the row (timm's tiny test net: the plumbing, not the figures)."""
+    import json
+
+    from conftest import IMAGENET
+
+    out = tmp_path / "report"
+    res = edge_main("report", "--model", "test_efficientnet", "--weights", "random", "--input-size", "32",
+                    "--targets", "executorch", "--precisions", "int8", "--calib", IMAGENET, "--calib-size", "16",
+                    "--eval-size", "8", "--target-agreement", "0.5", "--auto-search-images", "16",
+                    "--no-sensitivity", "--runs", "2", "--warmup", "0", "--workers", "1", "--out", out)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    auto = [r for r in rows if r["method"] == "auto"]
+    assert [r["target"] for r in auto] == ["executorch"], rows
+    choice = auto[0]["auto"]
+    assert choice["target_agreement"] == 0.5 and choice["search_images"] == 16
+    assert choice["held_out_agreement"] == auto[0]["agreement_top1"]
+    assert "kept float:" in auto[0]["note"] and "target agreement 0.5" in auto[0]["note"]
