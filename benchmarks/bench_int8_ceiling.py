@@ -5,7 +5,8 @@ Every row is a PyTorch program on the trained reference (fbnetv3_b, CIFAR-10, 32
 float on the same held-out cifar10/test images (calibration from cifar10/train): logit SQNR, top-1
 agreement, top-1. The int8 rows use a target quantizer's own PT2E scheme (the xnnpack quantizer by
 default: int8 per-channel symmetric weights, int8 per-tensor activations, head float), calibrated
-once; each observer then becomes a switch, so every row below is one forward pass over the images:
+once; each observer then becomes a switch (quantize/fake_quant.py), so every row below is one forward pass
+over the images:
 
 * ``ptq``: weights and activations fake-quantized at the calibrated ranges (what the .pte reproduces);
 * ``weights only`` / ``activations only``: one half of it;
@@ -38,58 +39,37 @@ from edge.reference import REFERENCE_INPUT, cifar, reference_weights
 from quantize.config import PTQConfig
 
 
-def _switches(prepared: Any) -> tuple[list[Any], list[Any]]:
-    """Each observer of a calibrated PT2E model replaced by a ``Switch``; (weights, activations)."""
-    import torch
-    from torchao.quantization.pt2e import ObserverBase
+def _oracle(per_channel: bool) -> Callable[[Any], Any]:
+    """int8 affine fake-quant with the exact min/max of each image's tensor (or of each channel)."""
 
-    class Switch(torch.nn.Module):
-        """Identity, or the observer's fake-quant, or an oracle/noise stand-in for it (``mode``)."""
+    def quant(x: Any) -> Any:
+        import torch
 
-        def __init__(self, observer: Any) -> None:
-            super().__init__()
-            scale, zp = observer.calculate_qparams()
-            self.scale, self.zp = scale.float(), zp.int()
-            self.qmin, self.qmax = int(observer.quant_min), int(observer.quant_max)
-            self.axis = getattr(observer, "ch_axis", 0) if self.scale.numel() > 1 else None
-            self.mode: str = "off"
-            self.noise_db = 40.0
+        dims = tuple(range(2 if per_channel else 1, x.dim()))
+        lo = x.amin(dim=dims, keepdim=True).clamp(max=0)
+        hi = x.amax(dim=dims, keepdim=True).clamp(min=0)
+        scale = ((hi - lo) / 255.0).clamp(min=1e-12)
+        zp = torch.round(-128 - lo / scale)
+        return (torch.clamp(torch.round(x / scale) + zp, -128, 127) - zp) * scale
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if self.mode == "off":
-                return x
-            if self.mode == "static":
-                if self.axis is not None:
-                    return torch.fake_quantize_per_channel_affine(x, self.scale, self.zp, self.axis,
-                                                                  self.qmin, self.qmax)
-                return torch.fake_quantize_per_tensor_affine(x, float(self.scale), int(self.zp), self.qmin,
-                                                             self.qmax)
-            if self.mode == "noise":
-                power = x.pow(2).mean(dim=tuple(range(1, x.dim())), keepdim=True)
-                amp = torch.sqrt(3 * power * 10 ** (-self.noise_db / 10))  # uniform(-a, a) has power a²/3
-                return x + (torch.rand_like(x) * 2 - 1) * amp
-            # oracle: per-sample (per-channel) min/max of this very tensor, affine int8
-            dims = tuple(range(1, x.dim())) if self.mode == "oracle" else tuple(range(2, x.dim()))
-            lo = x.amin(dim=dims, keepdim=True).clamp(max=0)
-            hi = x.amax(dim=dims, keepdim=True).clamp(min=0)
-            scale = ((hi - lo) / (self.qmax - self.qmin)).clamp(min=1e-12)
-            zp = torch.round(self.qmin - lo / scale)
-            q = torch.clamp(torch.round(x / scale) + zp, self.qmin, self.qmax)
-            return (q - zp) * scale
-
-    weights, acts = [], []
-    for node in list(prepared.graph.nodes):
-        if node.op != "call_module" or not isinstance(getattr(prepared, node.target), ObserverBase):
-            continue
-        sw = Switch(getattr(prepared, node.target))
-        setattr(prepared, node.target, sw)
-        (weights if node.args[0].op == "get_attr" else acts).append(sw)
-    return weights, acts
+    return quant
 
 
-def _set(switches: list[Any], mode: str) -> None:
+def _noise(db: float) -> Callable[[Any], Any]:
+    """Uniform noise at ``db`` dB SQNR per image (uniform(-a, a) has power a²/3)."""
+
+    def add(x: Any) -> Any:
+        import torch
+
+        power = x.pow(2).mean(dim=tuple(range(1, x.dim())), keepdim=True)
+        return x + (torch.rand_like(x) * 2 - 1) * torch.sqrt(3 * power * 10 ** (-db / 10))
+
+    return add
+
+
+def _set(switches: list[Any], on: bool, stand_in: Callable[[Any], Any] | None = None) -> None:
     for sw in switches:
-        sw.mode = mode
+        sw.on, sw.stand_in = on, stand_in
 
 
 def main() -> None:
@@ -104,6 +84,7 @@ def main() -> None:
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
+    from quantize.fake_quant import install
     from quantize.ptq import calibrate, export_for_quantization, float_patterns
     from quantize.quantizers import make_quantizer
 
@@ -119,7 +100,8 @@ def main() -> None:
     prepared = prepare_pt2e(export_for_quantization(model.module, model.example_input()).module(),
                             make_quantizer(args.quantizer, cfg))
     calibrate(prepared, inputs.calib, cfg.calib_batch)
-    weights, acts = _switches(prepared)
+    switches = install(prepared).items
+    weights, acts = [sw for sw in switches if sw.weight], [sw for sw in switches if not sw.weight]
     print(f"reference: {spec.weights}; {len(images)} held-out cifar10/test images, {args.calib_size} calibration "
           f"images; {args.quantizer} scheme, {len(weights)} weight and {len(acts)} activation quantizers "
           f"(head {'int8' if args.int8_head else 'float'})\n")
@@ -134,21 +116,17 @@ def main() -> None:
     print("| program (vs float) | logit SQNR | top-1 agreement | top-1 |\n|---|---|---|---|")
     fl = compare(ref, ref, labels, True)
     print(f"| float | ∞ | 100.0 % | {100 * fl['top1']:.1f} % |")
-    row("int8 PTQ (percentile ranges)", lambda: (_set(weights, "static"), _set(acts, "static")))
-    row("weights only", lambda: (_set(weights, "static"), _set(acts, "off")))
-    row("activations only", lambda: (_set(weights, "off"), _set(acts, "static")))
-    row("activations, oracle per-image ranges", lambda: (_set(weights, "off"), _set(acts, "oracle")))
-    row("int8, oracle per-image activation ranges", lambda: (_set(weights, "static"), _set(acts, "oracle")))
+    row("int8 PTQ (percentile ranges)", lambda: (_set(weights, True), _set(acts, True)))
+    row("weights only", lambda: (_set(weights, True), _set(acts, False)))
+    row("activations only", lambda: (_set(weights, False), _set(acts, True)))
+    row("activations, oracle per-image ranges", lambda: (_set(weights, False), _set(acts, True, _oracle(False))))
+    row("int8, oracle per-image activation ranges", lambda: (_set(weights, True), _set(acts, True, _oracle(False))))
     row("activations, oracle per-image per-channel ranges",
-        lambda: (_set(weights, "off"), _set(acts, "oracle_channel")))
+        lambda: (_set(weights, False), _set(acts, True, _oracle(True))))
     gains = []
     for db in args.noise_db:
-        def noisy(db: float = db) -> None:
-            _set(weights, "off")
-            _set(acts, "noise")
-            for sw in acts:
-                sw.noise_db = db
-        c = row(f"noise at {db:.0f} dB on every activation", noisy)
+        c = row(f"noise at {db:.0f} dB on every activation",
+                lambda db=db: (_set(weights, False), _set(acts, True, _noise(db))))
         gains.append(db - c["sqnr_db"])
     bf16 = copy.deepcopy(model.module).to(torch.bfloat16)
 

@@ -31,7 +31,7 @@ from edge.errors import EdgeError
 from edge.metrics import sqnr_db
 from edge.progress import bar, say
 from quantize.config import AutoConfig
-from quantize.fake_quant import Switches, in_unit, install
+from quantize.fake_quant import Switches, in_unit, install, outputs
 
 
 def macs_by_unit(module: Any, example: Any, names: list[str]) -> dict[str, float]:
@@ -61,17 +61,6 @@ def macs_by_unit(module: Any, example: Any, names: list[str]) -> dict[str, float
     return macs
 
 
-def _outputs(prepared: Any, images: Any, batch: int = 32) -> list[np.ndarray]:
-    import torch
-
-    parts = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch):
-            out = prepared(images[i : i + batch])
-            parts.append([t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])])
-    return [np.concatenate(p) for p in zip(*parts, strict=True)]
-
-
 @dataclasses.dataclass
 class _Judge:
     """Agreement and SQNR of the switched program against float on the search images."""
@@ -81,7 +70,7 @@ class _Judge:
     ref: list[np.ndarray]
 
     def __call__(self) -> tuple[float, float]:
-        out = _outputs(self.prepared, self.images)
+        out = outputs(self.prepared, self.images)
         agree = float(np.mean(out[0].argmax(1) == self.ref[0].argmax(1)))
         return agree, min(sqnr_db(r, o) for r, o in zip(self.ref, out, strict=True))
 
@@ -93,7 +82,7 @@ def choose_float_units(module: Any, example: Any, switches: Switches, images: An
     from quantize.ptq import units
 
     switches.set(False)
-    judge = _Judge(switches.prepared, images, _outputs(switches.prepared, images))
+    judge = _Judge(switches.prepared, images, outputs(switches.prepared, images))
     aim = min(target + float(np.sqrt(target * (1 - target) / len(images))), 1.0)
     names = [u for u in units(module) if any(in_unit(sw.path, u) for sw in switches.items)]
     switches.set(True)

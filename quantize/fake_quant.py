@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 def _switch_class() -> Any:
     import torch
@@ -29,10 +31,13 @@ def _switch_class() -> Any:
             self.axis = getattr(observer, "ch_axis", 0) if self.scale.numel() > 1 else None
             self.weight, self.path = weight, path
             self.on, self.factor = False, 1.0
+            self.stand_in: Any = None  # when set, run instead of the fake-quant (an oracle, injected noise)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if not self.on:
                 return x
+            if self.stand_in is not None:
+                return self.stand_in(x)
             if self.axis is not None:
                 return torch.fake_quantize_per_channel_affine(x, self.scale * self.factor, self.zp, self.axis,
                                                               self.qmin, self.qmax)
@@ -94,6 +99,18 @@ def install(prepared: Any) -> Switches:
         items.append(sw)
         names.append(node.target)
     return Switches(prepared, items, names)
+
+
+def outputs(prepared: Any, images: Any, batch: int = 32) -> list[np.ndarray]:
+    """The switched program's outputs on ``images``, in batches (static fake-quant does not depend on them)."""
+    import torch
+
+    parts = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            out = prepared(images[i : i + batch])
+            parts.append([t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])])
+    return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
 
 def in_unit(path: str | None, unit: str) -> bool:

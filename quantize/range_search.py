@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.metrics import sqnr_db
 from edge.progress import bar
-from quantize.fake_quant import install
+from quantize.fake_quant import install, outputs
 
 FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0)  # widenings of the calibrated range tried per tensor
 
@@ -34,21 +34,13 @@ def _searchable(sw: Any) -> bool:
             and float(obs.max_val) > float(obs.min_val))
 
 
-def _outputs(prepared: Any, images: Any) -> list[np.ndarray]:
-    import torch
-
-    with torch.no_grad():
-        out = prepared(images)
-    return [t.numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
-
-
 def search_ranges(prepared: Any, images: Any, factors: tuple[float, ...] = FACTORS) -> dict[str, float]:
     """Choose and set each activation observer's range of a calibrated ``prepared`` model (changed
     in place, ready for convert_pt2e); return the widening chosen per observer."""
     switches = install(prepared)
     chosen = {name: sw for name, sw in zip(switches.names, switches.items, strict=True) if _searchable(sw)}
     try:
-        ref = _outputs(prepared, images)
+        ref = outputs(prepared, images)
         # weights int8 while searching, as they will convert (the ranges then fit the real error)
         switches.set(True, [sw for sw in switches.items if sw.weight])
         switches.set(True, list(chosen.values()))
@@ -57,7 +49,7 @@ def search_ranges(prepared: Any, images: Any, factors: tuple[float, ...] = FACTO
                 scores = []
                 for f in factors:
                     sw.factor = f
-                    got = _outputs(prepared, images)
+                    got = outputs(prepared, images)
                     scores.append(min(sqnr_db(r, g) for r, g in zip(ref, got, strict=True)))
                 sw.factor = factors[int(np.argmax(scores))]
                 pbar.update(1)
