@@ -21,7 +21,8 @@ from typing import Any
 
 from edge.bench.host import cpu_flags
 
-KINDS = ("pointwise conv", "depthwise conv", "conv + hard-swish (fused float op)",
+KINDS = ("pointwise conv", "depthwise conv", "depthwise conv 5x5", "depthwise conv 7x7",
+         "conv + hard-swish (fused float op)",
          "conv + hard-swish 3 ops (1/6 kept)", "conv + hard-swish 2 ops (1/6 folded)",
          "conv + squeeze-excite", "conv + residual add")
 
@@ -56,8 +57,8 @@ def _block(kind: str, channels: int) -> Callable[[Any], Any]:
         return x * tf.clip_by_value(g + 3.0, 0.0, 6.0)
 
     def step(x: Any) -> Any:
-        if kind == "depthwise conv":
-            return layers.DepthwiseConv2D(3, padding="same")(x)
+        if kind.startswith("depthwise conv"):  # 3x3 unless named (ConvNeXt's are 7x7)
+            return layers.DepthwiseConv2D(int(kind[-1]) if kind[-1].isdigit() else 3, padding="same")(x)
         y = layers.Conv2D(channels, 1)(x)
         extra = {"conv + hard-swish (fused float op)": hswish, "conv + hard-swish 3 ops (1/6 kept)": hswish_3,
                  "conv + hard-swish 2 ops (1/6 folded)": hswish_2, "conv + squeeze-excite": se}.get(kind)
@@ -115,12 +116,16 @@ def main() -> int:
     ap.add_argument("--shapes", default="56x96,28x256", help="feature maps as SIDExCHANNELS, comma-separated")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated op kinds among: {', '.join(KINDS)}")
     a = ap.parse_args()
+    kinds = [k.strip() for k in a.kinds.split(",")]
+    if unknown := [k for k in kinds if k not in KINDS]:
+        ap.error(f"unknown kind(s) {', '.join(unknown)}; choose among: {', '.join(KINDS)}")
     print(f"CPU int8-relevant flags: {_cpu_flags()}; threads={a.threads}; median of {a.runs}; 4 ops of each kind")
     print(f"{'op':40}{'map':>12}{'fp32 ms':>10}{'int8 ms':>10}{'int8 speed-up':>15}")
     for shape in a.shapes.split(","):
         side, channels = (int(v) for v in shape.split("x"))
-        for kind in KINDS:
+        for kind in kinds:
             f32 = _median_ms(_convert(kind, side, channels, False), a.threads, a.runs)
             i8 = _median_ms(_convert(kind, side, channels, True), a.threads, a.runs)
             print(f"{kind:40}{f'{side}x{side}x{channels}':>12}{f32:10.3f}{i8:10.3f}{f32 / i8:14.2f}x", flush=True)

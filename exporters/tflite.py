@@ -230,7 +230,8 @@ class TFLiteExporter(Exporter):
         # kernels one by one (the matrix: RepViT's GELU, ConvNeXt's LayerNorm); float, XNNPACK runs
         # them between a dequantize and a quantize it also takes
         head += [op for op in graph.operators if op not in head
-                 and flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) in _XNNPACK_FLOAT_ONLY]
+                 and (flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) in _XNNPACK_FLOAT_ONLY
+                      or _large_depthwise(fb, graph, op))]
         io_type = tf.int8 if self.opts["io"] == "int8" else tf.float32
         float_names = [_tensor_name(graph, op.outputs[0]) for op in head]
 
@@ -275,6 +276,25 @@ class TFLiteExporter(Exporter):
 # TFLite builtins whose int8 form LiteRT's XNNPACK delegate does not take (and no rewrite above spells
 # with ops it does): kept float in an int8 model
 _XNNPACK_FLOAT_ONLY = frozenset({"GELU", "SQUARED_DIFFERENCE", "RSQRT"})
+
+
+# Beyond this many taps XNNPACK's depthwise kernels go multipass, where LiteRT's int8 path runs
+# several times slower than its float one (benchmarks/bench_tflite_ops.py --kinds "depthwise conv 7x7")
+_DEPTHWISE_INT8_MAX_TAPS = 25
+
+
+def _large_depthwise(fb: Any, graph: Any, op: Any) -> bool:
+    """A depthwise convolution (DEPTHWISE_CONV_2D, or the grouped CONV_2D with one input channel per
+    group that onnx2tf also writes) with more than _DEPTHWISE_INT8_MAX_TAPS taps: kept float in int8."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    code = flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex)
+    if code not in ("DEPTHWISE_CONV_2D", "CONV_2D"):
+        return False
+    x, w = (list(graph.tensors[i].shape) for i in op.inputs[:2])
+    if len(w) != 4 or w[1] * w[2] <= _DEPTHWISE_INT8_MAX_TAPS:
+        return False
+    return code == "DEPTHWISE_CONV_2D" or (w[3] == 1 and len(x) == 4 and x[3] > 1)
 
 
 def _converter(keras_model: Any) -> Any:

@@ -302,3 +302,33 @@ def test_cli_rejects_options_the_converter_cannot_honour(tmp_path: Path) -> None
                     "--out", tmp_path / "o")
     assert_one_line_error(res, "--io int8 applies to --precision int8 only")
     assert not (tmp_path / "o").exists()
+
+
+def test_large_depthwise_convs_stay_float_in_int8(tiny_inputs, tmp_path: Path) -> None:
+    """A depthwise conv of more than 25 taps (ConvNeXt's 7×7) stays float in an int8 .tflite, where
+    LiteRT's XNNPACK runs it far faster than in int8; a 3×3 one is int8; both inside XNNPACK."""
+    import dataclasses
+
+    import torch
+
+    from edge.runtimes.litert import delegation, interpreter_class
+    from exporters import get_exporter
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 7, padding=3, groups=16), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10)).eval()
+    model = dataclasses.replace(tiny_inputs.model, module=module)
+    res = get_exporter("tflite").export(model, "int8", tmp_path, tiny_inputs.calib,
+                                        dataclasses.replace(TINY_INT8, float_head=False))
+    assert res.manifest["float_ops"].count("CONV_2D") + res.manifest["float_ops"].count("DEPTHWISE_CONV_2D") == 1
+    interpreter, _ = interpreter_class()
+    it = interpreter(model_path=str(res.artifact))
+    it.allocate_tensors()
+    assert delegation(it)["non_delegated_ops"] == 0
+    filters = {tuple(t["shape"]): t["dtype"] for t in it.get_tensor_details()
+               if len(t["shape"]) == 4 and t["shape"][0] in (1, 16) and tuple(t["shape"][1:3]) in ((7, 7), (3, 3))
+               and 1 in (t["shape"][0], t["shape"][3]) and t["shape"][0] * t["shape"][3] == 16}
+    assert {k[1]: v for k, v in filters.items()} == {7: np.float32, 3: np.int8}, filters
