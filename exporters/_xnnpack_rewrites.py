@@ -384,12 +384,96 @@ def _bmm_matmul(gm: Any, node: Any) -> None:
     gm.graph.erase_node(node)
 
 
+# --- L2 norms ---------------------------------------------------------------------------------------
+# ``F.normalize`` (EdgeNeXt's cross-covariance attention) is ``x / norm(x).clamp_min(eps).expand_as(x)``.
+# The norm lowers to pow, sum and pow(0.5), none of which the partitioner takes, and the expand has
+# no config either. The norm is the square root of N times the mean of x·x (mean and sqrt are
+# delegated; the mean becomes a pooling by the rewrite above), and an expand whose users broadcast
+# anyway is dropped.
+
+def _l2_norm(node: Any) -> bool:
+    import torch
+
+    if node.op != "call_function" or node.target is not torch.ops.aten.linalg_vector_norm.default:
+        return False
+    order = node.args[1] if len(node.args) > 1 else node.kwargs.get("ord", 2)
+    dims = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim")
+    return order == 2 and dims is not None and node.kwargs.get("dtype") is None and _shape(node.args[0]) is not None
+
+
+def l2_norms(gm: Any) -> int:
+    return _count(gm, _l2_norm)
+
+
+def mean_l2_norms(gm: Any) -> int:
+    """Rewrite every 2-norm over given dims as sqrt(N · mean(x · x)); return how many."""
+    return _each(gm, _l2_norm, _mean_l2_norm)
+
+
+def _mean_l2_norm(gm: Any, node: Any) -> None:
+    import math
+
+    import torch
+
+    aten, x = torch.ops.aten, node.args[0]
+    shape = _shape(x)
+    assert shape is not None
+    dims = [int(d) % len(shape) for d in node.args[2]]
+    keep = node.args[3] if len(node.args) > 3 else node.kwargs.get("keepdim", False)
+    with gm.graph.inserting_before(node):
+        square = gm.graph.call_function(aten.mul.Tensor, (x, x))
+        mean = gm.graph.call_function(aten.mean.dim, (square, dims, keep))
+        total = gm.graph.call_function(aten.mul.Tensor, (mean, float(math.prod(shape[d] for d in dims))))
+        out = gm.graph.call_function(aten.sqrt.default, (total,))
+    node.replace_all_uses_with(out)
+    gm.graph.erase_node(node)
+
+
+_BROADCASTING = ("aten.div.Tensor", "aten.mul.Tensor", "aten.add.Tensor", "aten.sub.Tensor")
+
+
+def _broadcast_expand(node: Any) -> bool:
+    """An ``expand_as``/``expand`` whose every user is an element-wise op whose other operand already
+    has the expanded shape, so broadcasting gives the same result without it."""
+    import torch
+
+    if node.op != "call_function" or node.target not in (torch.ops.aten.expand_as.default,
+                                                         torch.ops.aten.expand.default):
+        return False
+    out = _shape(node)
+    if out is None or not node.users:
+        return False
+    for user in node.users:
+        if str(user.target) not in _BROADCASTING or len(user.args) != 2 or user.kwargs:
+            return False
+        other = user.args[1] if user.args[0] is node else user.args[0]
+        if other is node or _shape(other) != out:
+            return False
+    return True
+
+
+def broadcast_expands(gm: Any) -> int:
+    return _count(gm, _broadcast_expand)
+
+
+def dropped_expands(gm: Any) -> int:
+    """Drop every expand that broadcasting makes redundant; return how many."""
+    return _each(gm, _broadcast_expand, _drop_expand)
+
+
+def _drop_expand(gm: Any, node: Any) -> None:
+    node.replace_all_uses_with(node.args[0])
+    gm.graph.erase_node(node)
+
+
 # (finds, rewrites) pairs, applied in order by the ExecuTorch exporter; a rewrite reads shapes from
 # the nodes' traced metadata, which the nodes a rewrite adds lack, so the matmul goes before the
 # unbind that feeds it
 REWRITES: tuple[tuple[Callable[[Any], int], Callable[[Any], int]], ...] = (
     (strided_slices, unit_stride_slices),
     (spatial_means, keepdim_means),
+    (l2_norms, mean_l2_norms),
+    (broadcast_expands, dropped_expands),
     (other_means, pooled_means),
     (layer_norms, decompose_layer_norms),
     (batched_matmuls, bmm_matmuls),

@@ -46,15 +46,19 @@ def fold_constants() -> Any:
     Decompositions leave scalar constants behind (hard-sigmoid's 3 and 6 become int64 tensors cast
     to float), and XNNPACK does not claim those casts: each would run on every inference outside
     the delegate. ExecuTorch's constant propagation skips quantize/dequantize, so int8 weights stay
-    int8.
+    int8. Unlike its default, ``full`` is folded too, so a grid built from the input size alone
+    (EdgeNeXt's positional encoding: full, cumsum, sin, a conv) becomes one constant instead of ops
+    outside the delegate. ExecuTorch skips ``full`` because a large one grows the file by its size;
+    the manifest's size shows it, and ops outside the delegate would cost every inference instead.
     """
     from executorch.exir.pass_base import ExportedProgramPassBase, ExportedProgramPassResult
     from executorch.exir.pass_manager import ExportedProgramPassManager
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+    from executorch.exir.passes.constant_prop_pass import _QUANT_PRIMITIVES_EDGE, constant_prop_pass
 
     class FoldConstants(ExportedProgramPassBase):  # type: ignore[misc]
         def call(self, exported_program: Any) -> Any:
-            return ExportedProgramPassResult(constant_prop_pass(exported_program), True)
+            skip = set(_QUANT_PRIMITIVES_EDGE)  # the default's, less aten.full
+            return ExportedProgramPassResult(constant_prop_pass(exported_program, custom_skip_targets=skip), True)
 
     return ExportedProgramPassManager([FoldConstants()])
 

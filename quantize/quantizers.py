@@ -103,6 +103,7 @@ def _edge_xnnpack_quantizer_class() -> Any:
             model = super().annotate(model)
             if self.global_config is not None:
                 _annotate_extra_int8_ops(model, self.global_config, self.filter_fn)
+            _unannotate_constants(model)
             return model
 
     return EdgeXNNPACKQuantizer
@@ -117,8 +118,53 @@ def _not_depthwise(node: Any) -> bool:
     return True
 
 
+def _unannotate_constants(gm: Any) -> None:
+    """Drop the annotations of ops no graph input reaches (see input_dependent): some annotators
+    (cat, and the ops sharing its parameters) do not consult the node filter."""
+    reached = input_dependent()
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and "quantization_annotation" in node.meta and not reached(node):
+            del node.meta["quantization_annotation"]
+
+
 def _both(a: Callable[[Any], bool], b: Callable[[Any], bool] | None) -> Callable[[Any], bool]:
     return a if b is None else (lambda node: a(node) and b(node))
+
+
+def _is_tensor(node: Any) -> bool:
+    import torch
+
+    val = node.meta.get("val")
+    return val is None or isinstance(val, torch.Tensor | tuple | list)
+
+
+def input_dependent() -> Callable[[Any], bool]:
+    """A node filter, False for nodes no graph input's data reaches (its size may: the batch is
+    dynamic while calibrating). A tensor built from the input size alone (EdgeNeXt's positional
+    encoding: a grid, cumsum, sin, a conv) is a constant: quantized, its q/dq pairs would keep the
+    exporter from folding it into one; float, it folds."""
+    memo: dict[Any, bool] = {}  # one quantizer's graph, filled as the annotators ask
+
+    def reached(node: Any) -> bool:
+        todo = [node]
+        while todo:
+            n = todo[-1]
+            if n in memo:
+                todo.pop()
+                continue
+            if n.op == "placeholder" or not _is_tensor(n):  # a size read from the input is no data
+                memo[n] = n.op == "placeholder"
+                todo.pop()
+                continue
+            pending = [a for a in n.all_input_nodes if a not in memo]
+            if pending:
+                todo.extend(pending)
+                continue
+            memo[n] = any(memo[a] for a in n.all_input_nodes)
+            todo.pop()
+        return memo[node]
+
+    return reached
 
 
 @register_quantizer("xnnpack")
@@ -133,16 +179,15 @@ def xnnpack_quantizer(config: PTQConfig, is_qat: bool) -> Any:
             raise EdgeError("QAT trains static activation ranges: --activations dynamic is a PTQ recipe")
         dyn = xq.get_symmetric_quantization_config(is_per_channel=config.per_channel, is_dynamic=True)
         quantizer = xq.XNNPACKQuantizer().set_global(dyn)
-        quantizer.set_filter_function(_both(_not_depthwise, keep_float_filter(config.keep_float)))
+        quantizer.set_filter_function(_both(_both(_not_depthwise, input_dependent()),
+                                            keep_float_filter(config.keep_float)))
         return quantizer
     qconfig = xq.get_symmetric_quantization_config(is_per_channel=config.per_channel, is_qat=is_qat)
     if not is_qat:
         act = dataclasses.replace(qconfig.input_activation, observer_or_fake_quant_ctr=activation_observer(config))
         qconfig = dataclasses.replace(qconfig, input_activation=act, output_activation=act)
     quantizer = _edge_xnnpack_quantizer_class()().set_global(qconfig)
-    flt = keep_float_filter(config.keep_float)
-    if flt is not None:
-        quantizer.set_filter_function(flt)
+    quantizer.set_filter_function(_both(input_dependent(), keep_float_filter(config.keep_float)))
     return quantizer
 
 
@@ -160,6 +205,7 @@ def _edge_coreml_quantizer_class() -> Any:
         def annotate(self, model: Any) -> Any:
             with _cached_coreml_patterns():
                 self._annotate_all_patterns(model, self._config.global_config, self.node_filter)
+            _unannotate_constants(model)
             if self.activation_ctr is not None:
                 _replace_activation_observers(model, self.activation_ctr)
             return model
@@ -265,4 +311,4 @@ def coreml_quantizer(config: PTQConfig, is_qat: bool) -> Any:
         "milestones": [0, 0, 10 ** 9, 10 ** 9] if is_qat else None,
     }})
     swap = None if is_qat or config.observer in (None, "minmax") else activation_observer(config)
-    return _edge_coreml_quantizer_class()(cfg, keep_float_filter(config.keep_float), swap)
+    return _edge_coreml_quantizer_class()(cfg, _both(input_dependent(), keep_float_filter(config.keep_float)), swap)

@@ -196,3 +196,56 @@ def test_strided_slice_token_mean_and_chunk_rewrites(quantized: bool) -> None:
     left = [op for op in counts[0] if not any(k in op for k in ("dim_order", "getitem"))]
     assert any("slice" in op for op in left) and any("mean" in op for op in left), counts[0]
     assert not [op for op in counts[1] if not any(k in op for k in ("dim_order", "getitem"))], counts[1]
+
+
+class _NormalizedWithGrid(torch.nn.Module):
+    """EdgeNeXt's two left-out parts: a positional grid built from the input size alone (full,
+    cumsum, sin, a conv) added to the features, and ``F.normalize`` (norm, clamp, expand_as, div)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.grid = torch.nn.Conv2d(2, 8, 1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        ones = torch.zeros(b, h, w, device=x.device, dtype=torch.bool).bitwise_not()
+        grid = torch.stack([ones.cumsum(1, dtype=torch.float32), ones.cumsum(2, dtype=torch.float32)], 1)
+        y = torch.relu(self.conv(x)) + self.grid(torch.sin(grid / 3.0))
+        t = torch.nn.functional.normalize(y.flatten(2).transpose(1, 2), dim=-1)
+        return self.fc(t.mean(1))
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+def test_l2_normalize_and_size_only_grid_are_delegated(quantized: bool) -> None:
+    """The norm rewrite and the dropped expand are exact; the size-only grid is neither quantized
+    (no q/dq in its ops, even with the dynamic calibration batch) nor left out: it folds into one
+    constant, so no compute op stays outside XNNPACK (before: pow, sum, expand, cumsum, full...)."""
+    from executorch.exir import to_edge_transform_and_lower
+
+    from exporters._xnnpack_rewrites import broadcast_expands, l2_norms, rewrite_for_xnnpack
+    from exporters.executorch import delegation_counts, fold_constants, xnnpack_partitioner
+    from quantize import PTQConfig, quantize
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 8, 8)
+    module = _NormalizedWithGrid().eval()
+    if quantized:
+        gm = quantize(module, x, torch.randn(8, 3, 8, 8), PTQConfig(calib_size=8, float_head=False,
+                                                                         observer="minmax"), "xnnpack")
+        q = [n for n in gm.graph.nodes if "quantize_per_tensor" in str(n.target)]
+        # the grid's own ops carry no q/dq: its first quantize is where it meets the features
+        grid_ops = (torch.ops.aten.cumsum.default, torch.ops.aten.sin.default, torch.ops.aten.div.Tensor)
+        assert not any(a.target in grid_ops for n in q for a in n.all_input_nodes), [n.args[0] for n in q]
+    else:
+        gm = torch.export.export(module, (x,), strict=False).module()
+    before = gm(x)
+    assert (l2_norms(gm), broadcast_expands(gm)) == (1, 1)
+    gm, ep = rewrite_for_xnnpack(gm, lambda p: torch.export.export(p, (x,), strict=False))
+    assert (l2_norms(ep.graph_module), broadcast_expands(ep.graph_module)) == (0, 0)
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), before, rtol=0, atol=1e-5 * float(before.abs().max()))
+    lowered = to_edge_transform_and_lower(ep, partitioner=[xnnpack_partitioner()], transform_passes=fold_constants())
+    left = delegation_counts(lowered.exported_program().graph_module)["non_delegated_by_op"]
+    assert not [op for op in left if not any(k in op for k in ("dim_order", "getitem"))], left

@@ -31,11 +31,12 @@ LIMITS: tuple[Limit, ...] = (
     Limit("executorch", f"{_NO_CONFIG} nearest-neighbour upsampling (bilinear only)", ops=r"upsample_nearest"),
     Limit("executorch", "XNNPACK's slice takes unit strides only (LeViT's x[:, ::2, ::2] subsampling is strided)",
           ops=r"slice_copy"),
-    Limit("executorch", f"{_NO_CONFIG} cumsum, arange, full, bitwise_not or rounding division "
-          "(EdgeNeXt's positional encoding builds its grid at run time)",
+    Limit("executorch", f"{_NO_CONFIG} cumsum, arange, full, bitwise_not or rounding division on "
+          "data from the input (a grid built from the input size alone, as EdgeNeXt's positional "
+          "encoding, is folded into a constant)",
           ops=r"cumsum|arange|_full_|bitwise_not|div_tensor_mode"),
-    Limit("executorch", f"{_NO_CONFIG} sum, nor pow beyond squares (an L2 normalize: EdgeNeXt's "
-          "cross-covariance attention)", ops=r"sum_dim|pow_"),
+    Limit("executorch", f"{_NO_CONFIG} sum, nor pow beyond squares (a 2-norm, as in EdgeNeXt's "
+          "cross-covariance attention, is rewritten as a mean and a square root)", ops=r"sum_dim|pow_"),
     Limit("tflite", "onnx2tf 1.29.24, the newest for Python 3.11, could not build its Keras graph for this "
           "model (its NCHW→NHWC guesses fail on this graph)", reason=r"onnx2tf"),
 )
