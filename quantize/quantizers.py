@@ -164,7 +164,10 @@ def input_dependent() -> Callable[[Any], bool]:
             todo.pop()
         return memo[node]
 
-    return reached
+    def quantize_node(node: Any) -> bool:  # a weight or another constant is judged by its op
+        return node.op != "call_function" or reached(node)
+
+    return quantize_node
 
 
 @register_quantizer("xnnpack")

@@ -238,6 +238,8 @@ def test_l2_normalize_and_size_only_grid_are_delegated(quantized: bool) -> None:
         # the grid's own ops carry no q/dq: its first quantize is where it meets the features
         grid_ops = (torch.ops.aten.cumsum.default, torch.ops.aten.sin.default, torch.ops.aten.div.Tensor)
         assert not any(a.target in grid_ops for n in q for a in n.all_input_nodes), [n.args[0] for n in q]
+        # ... while the data path is int8: the features conv's and the classifier's weights (not the grid conv's)
+        assert sum("dequantize_per_channel" in str(n.target) for n in gm.graph.nodes) == 2
     else:
         gm = torch.export.export(module, (x,), strict=False).module()
     before = gm(x)
