@@ -27,7 +27,8 @@ class PercentileObserver(MinMaxObserver):
             return x_orig
         x = x_orig.detach().float().flatten()
         if x.numel() > _MAX_SAMPLES:
-            idx = torch.linspace(0, x.numel() - 1, _MAX_SAMPLES).long()
+            # evenly spaced, in integers: float32 linspace rounds the last index past the end
+            idx = torch.arange(_MAX_SAMPLES, dtype=torch.int64) * (x.numel() - 1) // (_MAX_SAMPLES - 1)
             x = x[idx]
         q = torch.tensor([1 - self.percentile / 100, self.percentile / 100])
         lo, hi = torch.quantile(x, q)

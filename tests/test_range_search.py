@@ -3,6 +3,7 @@ whose fake-quant alone keeps the output closest to float, and converts to exactl
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 
@@ -58,3 +59,18 @@ def test_search_widens_clipped_ranges_and_converts_to_them() -> None:
         got = {k: convert_pt2e(p)(images).numpy() for k, p in (("plain", plain), ("search", searched))}
     assert sqnr_db(float_out, got["search"]) > sqnr_db(float_out, got["plain"]), \
         {k: sqnr_db(float_out, v) for k, v in got.items()}
+
+
+def test_percentile_observer_takes_large_tensors() -> None:
+    """A tensor past the observer's sample limit is subsampled evenly, end included: at 224 px a
+    16-image calibration batch of a 96-channel 112×112 map (19,267,584 values) indexed one past
+    its end with float32 spacing."""
+    import torch
+
+    from quantize.observers import PercentileObserver
+
+    obs = PercentileObserver(percentile=99.0)
+    x = torch.arange(19_267_584, dtype=torch.float32)
+    obs(x)
+    assert float(obs.min_val) == pytest.approx(0.01 * 19_267_583, rel=1e-3)
+    assert float(obs.max_val) == pytest.approx(0.99 * 19_267_583, rel=1e-3)
