@@ -188,14 +188,24 @@ def fold_constants(onnx_model: Any) -> tuple[Any, int]:
     Exact. Why: onnx2tf builds a TensorFlow op for each node it is given; a ``Constant`` node that
     feeds ReduceMean's axes (an input from opset 18) became a run-time ``tf.Mean`` the TFLite
     converter refuses (RepViT), and EdgeNeXt's positional encoding, a function of the input size
-    only, broke onnx2tf's shape checks."""
+    only, broke onnx2tf's shape checks. Input sizes are static, so what reads only a shape folds."""
+    from onnx import shape_inference
+
     from edge._deps import require
 
     gs = require("onnx_graphsurgeon", "exporting to TFLite")
     before = len(onnx_model.graph.node)
-    graph = gs.import_onnx(onnx_model)
-    graph.fold_constants().cleanup()
-    folded = gs.export_onnx(graph)
+    # with every tensor's static shape known, a Shape node folds too (graphsurgeon's fold_shapes):
+    # TF-ported models compute their "same" pads from Shape at run time, each Pad's output shape
+    # known only once the pads before it are folded, so fold again while a round folds something
+    folded, count = onnx_model, before
+    for _ in range(16):
+        graph = gs.import_onnx(shape_inference.infer_shapes(folded))
+        graph.fold_constants().cleanup()
+        folded = gs.export_onnx(graph)
+        if len(folded.graph.node) == count:
+            break
+        count = len(folded.graph.node)
     del folded.opset_import[:]  # (graphsurgeon writes its own default)
     folded.opset_import.extend(onnx_model.opset_import)
     return folded, before - len(folded.graph.node)
@@ -230,5 +240,141 @@ def conv_unit_pools(onnx_model: Any) -> int:
         conv = helper.make_node("Conv", [n.input[0], weight], list(n.output), name=f"{n.name}/as_conv",
                                 group=channels, kernel_shape=[1, 1], strides=strides)
         n.CopyFrom(conv)
+        done += 1
+    return done
+
+
+def conv_absorbed_pads(onnx_model: Any) -> int:
+    """Fold every zero Pad over H and W that only a Conv reads into that Conv's own ``pads``; return
+    how many. Exact. Why: TF-ported models (timm's ``tf_`` families) pad "same" asymmetrically with
+    an explicit Pad, whose NCHW pad list onnx2tf applied to the wrong NHWC axes (the Keras graph then
+    failed: "Depth of input (17) is not a multiple of input depth of filter (16)"); a Conv's
+    asymmetric pads it converts right."""
+    from onnx import numpy_helper
+
+    graph = onnx_model.graph
+    inits = {i.name: i for i in graph.initializer}
+    readers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers.setdefault(name, []).append(n)
+    outputs = {o.name for o in graph.output}
+    done, dead = 0, []
+    for n in graph.node:
+        attrs = {a.name: a for a in n.attribute}
+        mode = attrs["mode"].s.decode() if "mode" in attrs else "constant"
+        users = readers.get(n.output[0], []) if n.op_type == "Pad" else []
+        if (n.op_type != "Pad" or mode != "constant" or len(n.input) < 2 or n.input[1] not in inits
+                or n.output[0] in outputs or not users or any(u.op_type != "Conv" or u.input[0] != n.output[0]
+                                                               for u in users)):
+            continue
+        if len(n.input) > 2 and n.input[2] and (n.input[2] not in inits
+                                                 or numpy_helper.to_array(inits[n.input[2]]).any()):
+            continue  # a non-zero pad value
+        if len(n.input) > 3 and n.input[3]:
+            continue  # padded axes given explicitly
+        pads = [int(p) for p in numpy_helper.to_array(inits[n.input[1]])]
+        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or any(p < 0 for p in pads):
+            continue  # batch or channel padded, or a crop
+        extra = [pads[2], pads[3], pads[6], pads[7]]  # ONNX Conv pads: [h_begin, w_begin, h_end, w_end]
+        if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for u in users for a in u.attribute):
+            continue
+        for u in users:
+            own = next((a for a in u.attribute if a.name == "pads"), None)
+            if own is None:
+                from onnx import helper
+
+                u.attribute.append(helper.make_attribute("pads", extra))
+            else:
+                merged = [int(a) + b for a, b in zip(own.ints, extra, strict=True)]
+                del own.ints[:]
+                own.ints.extend(merged)
+            u.input[0] = n.input[0]
+        dead.append(n)
+        done += 1
+    for n in dead:
+        graph.node.remove(n)
+    return done
+
+
+def unit_stride_slices(onnx_model: Any) -> int:
+    """Rewrite every Slice that takes every s-th element of a whole axis (LeViT's ``x[:, ::2, ::2]``
+    query subsampling; s divides the axis) as Reshape (the axis split into (D/s, s)) → a unit-step
+    Slice of the first of each s → Reshape; return how many. Exact. Why: LiteRT's XNNPACK delegate
+    takes no STRIDED_SLICE with a step, and leaves it to TFLite's kernels between two partitions."""
+    import numpy as np
+    from onnx import helper, numpy_helper, shape_inference
+
+    graph = onnx_model.graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in shape_inference.infer_shapes(onnx_model).graph.value_info}
+    shapes.update({v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input})
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    done = 0
+    for n in list(graph.node):
+        if n.op_type != "Slice" or len(n.input) < 5 or any(i not in inits for i in n.input[1:5]):
+            continue
+        starts, ends, axes, steps = (inits[i].reshape(-1).tolist() for i in n.input[1:5])
+        shape = shapes.get(n.input[0], [])
+        if len(axes) != 1 or not shape or not all(shape):
+            continue
+        axis, step = axes[0] % len(shape), steps[0]
+        dim = shape[axis]
+        if step <= 1 or starts[0] != 0 or ends[0] < dim or dim % step:
+            continue
+        name = n.name or n.output[0]
+        split = [*shape[:axis], dim // step, step, *shape[axis + 1:]]
+        out = [*shape[:axis], dim // step, *shape[axis + 1:]]
+        consts = {"split": np.array(split, np.int64), "out": np.array(out, np.int64), "zero": np.array([0], np.int64),
+                  "one": np.array([1], np.int64), "axis": np.array([axis + 1], np.int64)}
+        for key, value in consts.items():
+            graph.initializer.append(numpy_helper.from_array(value, f"{name}/{key}"))
+        at = list(graph.node).index(n)
+        nodes = [helper.make_node("Reshape", [n.input[0], f"{name}/split"], [f"{name}/split_out"],
+                                  name=f"{name}/split"),
+                 helper.make_node("Slice", [f"{name}/split_out", f"{name}/zero", f"{name}/one", f"{name}/axis"],
+                                  [f"{name}/first"], name=f"{name}/first"),
+                 helper.make_node("Reshape", [f"{name}/first", f"{name}/out"], list(n.output), name=f"{name}/merge")]
+        graph.node.remove(n)
+        for k, node in enumerate(nodes):
+            graph.node.insert(at + k, node)
+        done += 1
+    return done
+
+
+def concat_constant_pads(onnx_model: Any) -> int:
+    """Rewrite every Pad with a non-zero constant along one axis (EfficientViT's linear attention
+    pads v with ones) as a Concat of constant blocks around the input; return how many. Exact.
+    Why: LiteRT's XNNPACK delegate takes zero padding only; its PADV2 ran in TFLite's kernels."""
+    import numpy as np
+    from onnx import helper, numpy_helper, shape_inference
+
+    graph = onnx_model.graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in shape_inference.infer_shapes(onnx_model).graph.value_info}
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    done = 0
+    for n in list(graph.node):
+        attrs = {a.name: a for a in n.attribute}
+        mode = attrs["mode"].s.decode() if "mode" in attrs else "constant"
+        if (n.op_type != "Pad" or mode != "constant" or len(n.input) < 3 or not n.input[2]
+                or n.input[1] not in inits or n.input[2] not in inits or (len(n.input) > 3 and n.input[3])):
+            continue
+        value, pads, shape = inits[n.input[2]], inits[n.input[1]].reshape(-1).tolist(), shapes.get(n.input[0], [])
+        rank = len(pads) // 2
+        padded = [a for a in range(rank) if pads[a] or pads[a + rank]]
+        if not value.any() or len(shape) != rank or not all(shape) or len(padded) != 1 or min(pads) < 0:
+            continue
+        axis, name = padded[0], n.name or n.output[0]
+        parts = [n.input[0]]
+        for side, width in (("begin", pads[axis]), ("end", pads[axis + rank])):
+            if width:
+                block = [*shape[:axis], width, *shape[axis + 1:]]
+                graph.initializer.append(numpy_helper.from_array(
+                    np.full(block, value.reshape(-1)[0], dtype=value.dtype), f"{name}/{side}"))
+                parts = [f"{name}/{side}", *parts] if side == "begin" else [*parts, f"{name}/{side}"]
+        at = list(graph.node).index(n)
+        graph.node.remove(n)
+        graph.node.insert(at, helper.make_node("Concat", parts, list(n.output), name=f"{name}/as_concat", axis=axis))
         done += 1
     return done

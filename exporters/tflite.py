@@ -35,9 +35,12 @@ from edge.models import LoadedModel
 from edge.progress import say
 from exporters import register
 from exporters._onnx_rewrites import (
+    concat_constant_pads,
+    conv_absorbed_pads,
     conv_unit_pools,
     fold_constants,
     rewrite_hard_activations,
+    unit_stride_slices,
     zero_pad_max_pools,
 )
 from exporters.base import Converted, Exporter, ExportRequest, Option
@@ -135,7 +138,10 @@ class TFLiteExporter(Exporter):
             if folded:
                 rewritten["ConstantsFolded"] = folded
             for key, count in (("MaxPoolZeroPad", zero_pad_max_pools(graph)),
-                               ("UnitPoolAsConv", conv_unit_pools(graph))):
+                               ("UnitPoolAsConv", conv_unit_pools(graph)),
+                               ("PadIntoConv", conv_absorbed_pads(graph)),
+                               ("StridedSliceAsReshape", unit_stride_slices(graph)),
+                               ("ConstantPadAsConcat", concat_constant_pads(graph))):
                 if count:
                     rewritten[key] = count
             if rewritten:
@@ -166,7 +172,8 @@ class TFLiteExporter(Exporter):
                 except SystemExit as exc:  # onnx2tf calls sys.exit() on conversion errors
                     raise EdgeError(f"onnx2tf could not convert {model.spec.name} (exit {exc.code}); "
                                     "its messages are above") from None
-                except (ValueError, TypeError, NotImplementedError, KeyError, RuntimeError) as exc:
+                except (ValueError, TypeError, NotImplementedError, KeyError, RuntimeError, AttributeError,
+                        IndexError) as exc:  # onnx2tf's own code failing on this graph (LeViT: AttributeError)
                     raise EdgeError(f"onnx2tf could not convert {model.spec.name}: {first_line(exc)}") \
                         from exc
             float_ops: list[str] = []
@@ -302,10 +309,24 @@ def _converter(keras_model: Any) -> Any:
     place: no SavedModel is written), builtin ops only, so XNNPACK can take the whole graph."""
     tf = require("tensorflow", "exporting to TFLite")
     spec = tf.TensorSpec([int(d) for d in keras_model.inputs[0].shape], tf.float32)
-    fn = tf.function(lambda x: keras_model(x, training=False)).get_concrete_function(spec)
+    try:
+        fn = tf.function(lambda x: keras_model(x, training=False)).get_concrete_function(spec)
+    except ValueError as exc:  # onnx2tf built a graph whose layers do not fit (tf_efficientnetv2_b0's pads)
+        raise EdgeError(f"onnx2tf could not convert the model: its Keras graph fails when traced: "
+                        f"{_keras_reason(exc)}") from exc
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter
+
+
+def _keras_reason(exc: BaseException) -> str:
+    """The layer's own complaint from a TF "in user code:" error (its first line says nothing)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    for i, line in enumerate(lines):
+        if line.startswith("ValueError: Exception encountered when calling layer"):
+            detail = next((x for x in lines[i + 1:] if x), "")
+            return f"{line.removeprefix('ValueError: ')} {detail.split(' for ')[0]}".strip()
+    return first_line(exc)
 
 
 def _float_tflite(keras_model: Any, precision: str) -> bytes:

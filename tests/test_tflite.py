@@ -332,3 +332,47 @@ def test_large_depthwise_convs_stay_float_in_int8(tiny_inputs, tmp_path: Path) -
                if len(t["shape"]) == 4 and t["shape"][0] in (1, 16) and tuple(t["shape"][1:3]) in ((7, 7), (3, 3))
                and 1 in (t["shape"][0], t["shape"][3]) and t["shape"][0] * t["shape"][3] == 16}
     assert {k[1]: v for k, v in filters.items()} == {7: np.float32, 3: np.int8}, filters
+
+
+def test_explicit_pads_and_strided_slices_are_rewritten_exactly(tmp_path: Path) -> None:
+    """A TF-style asymmetric "same" pad computed from the input's shape (timm's tf_ families) folds
+    to constants and into its conv; LeViT's ``x[:, ::2]`` becomes reshape + unit slice + reshape; a
+    pad with ones becomes a concat: the same values, no Pad and no stepped Slice left (onnx2tf
+    mis-placed the pads; LiteRT's XNNPACK leaves a stepped slice and a non-zero pad out)."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from exporters._onnx_rewrites import (
+        concat_constant_pads,
+        conv_absorbed_pads,
+        fold_constants,
+        unit_stride_slices,
+    )
+
+    class Same(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, w = x.shape[-2:]
+            pad_h, pad_w = max((h + 1) // 2 * 2 - 2 + 3 - h, 0), max((w + 1) // 2 * 2 - 2 + 3 - w, 0)
+            y = self.conv(torch.nn.functional.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2]))
+            t = y.permute(0, 2, 3, 1)
+            t = t[:, ::2][:, :, ::2] * 2
+            return torch.nn.functional.pad(t, (0, 1), value=1.0)  # EfficientViT pads v with ones
+
+    x = torch.randn(1, 3, 16, 16)
+    torch.onnx.export(Same().eval(), (x,), str(tmp_path / "m.onnx"), input_names=["image"], opset_version=17,
+                      dynamo=False)
+    original = onnx.load(str(tmp_path / "m.onnx"))
+    rewritten, _ = fold_constants(onnx.load(str(tmp_path / "m.onnx")))
+    assert (conv_absorbed_pads(rewritten), unit_stride_slices(rewritten), concat_constant_pads(rewritten)) == (1, 2, 1)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert "Pad" not in ops and "Shape" not in ops, ops
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        return ort.InferenceSession(m.SerializeToString()).run(None, {"image": x.numpy()})[0]
+
+    np.testing.assert_array_equal(run(rewritten), run(original))

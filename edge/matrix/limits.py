@@ -37,6 +37,10 @@ LIMITS: tuple[Limit, ...] = (
           ops=r"cumsum|arange|_full_|bitwise_not|div_tensor_mode"),
     Limit("executorch", f"{_NO_CONFIG} sum, nor pow beyond squares (a 2-norm, as in EdgeNeXt's "
           "cross-covariance attention, is rewritten as a mean and a square root)", ops=r"sum_dim|pow_"),
+    Limit("tflite", "LiteRT 2.3's XNNPACK delegate has no nearest-neighbour resize (bilinear only)",
+          ops=r"^RESIZE_NEAREST_NEIGHBOR$"),
+    Limit("tflite", "LiteRT 2.3's XNNPACK delegate takes AVERAGE_POOL_2D in float only, and the TF "
+          "quantizer keeps it int8 even when denylisted", ops=r"^AVERAGE_POOL_2D$"),
     Limit("tflite", "onnx2tf 1.29.24, the newest for Python 3.11, could not build its Keras graph for this "
           "model (its NCHW→NHWC guesses fail on this graph)", reason=r"onnx2tf"),
 )
