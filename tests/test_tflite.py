@@ -376,3 +376,18 @@ def test_explicit_pads_and_strided_slices_are_rewritten_exactly(tmp_path: Path) 
         return ort.InferenceSession(m.SerializeToString()).run(None, {"image": x.numpy()})[0]
 
     np.testing.assert_array_equal(run(rewritten), run(original))
+
+
+def test_a_keras_graph_failing_when_traced_names_the_layer() -> None:
+    """TF reports a layer that fails while onnx2tf's Keras model is traced as "in user code:" on its
+    first line; the one-line reason is the layer's own complaint (the message of
+    tf_efficientnetv2_b0 before its pads were folded into the convs)."""
+    from exporters.tflite import _keras_reason
+
+    message = ("in user code:\n\n    File \"exporters/tflite.py\", line 305, in None  *\n        lambda x: ...\n\n"
+               "    ValueError: Exception encountered when calling layer 'tf.nn.convolution_11' (type TFOpLambda).\n"
+               "    \n    Depth of input (17) is not a multiple of input depth of filter (16) for '{{node m}} = ...'\n")
+    assert _keras_reason(ValueError(message)) == (
+        "Exception encountered when calling layer 'tf.nn.convolution_11' (type TFOpLambda). "
+        "Depth of input (17) is not a multiple of input depth of filter (16)")
+    assert _keras_reason(ValueError("plain")) == "plain"
