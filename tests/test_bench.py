@@ -5,9 +5,11 @@ client's missing-device error. No Android device exists here: nothing below meas
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -419,6 +421,24 @@ def test_android_facts_parsed() -> None:
                    "emulated": True, "model": "sdk_gphone64_arm64"}
 
 
+def _stop_adb_server(adb: str, port: int) -> None:
+    """``adb kill-server`` for the test's private server; on a loaded machine it can hang while
+    that server is still starting, so the server (``adb -L tcp:PORT fork-server``) is then killed."""
+    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)}
+    try:
+        subprocess.run([adb, "kill-server"], capture_output=True, timeout=30, env=env)
+    except subprocess.TimeoutExpired:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                if f"tcp:{port}" in cmdline.read_bytes().decode(errors="replace").split("\0"):
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
+    for _ in range(50):  # the port closes once the server has exited
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.1)
+
+
 def test_adb_missing_device_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     adb = require_tool("adb", "adb")
     port = free_port()
@@ -431,7 +451,6 @@ def test_adb_missing_device_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
         with pytest.raises(EdgeError, match="adb device 'emulator-5554' is not available .*not found"):
             device_for("adb://emulator-5554", adb_runner="benchmark_model").bench(art, CFG)
     finally:
-        subprocess.run([adb, "kill-server"], capture_output=True, timeout=30,
-                       env={**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)})
+        _stop_adb_server(adb, port)
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the test's adb server is still running"
