@@ -182,6 +182,20 @@ def zero_pad_max_pools(onnx_model: Any) -> int:
     return done
 
 
+def _static_shapes(onnx_model: Any) -> dict[str, list[int]]:
+    """Each tensor's inferred shape (0 where a dim is unknown), graph inputs included."""
+    from onnx import shape_inference
+
+    values = [*shape_inference.infer_shapes(onnx_model).graph.value_info, *onnx_model.graph.input]
+    return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+
+
+def _constant_pad(node: Any) -> bool:
+    """A Pad node in "constant" mode (ONNX's default)."""
+    mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
+    return node.op_type == "Pad" and mode == "constant"
+
+
 def fold_constants(onnx_model: Any) -> tuple[Any, int]:
     """The model with every subgraph that depends on no input computed once and stored as an
     initializer (onnx-graphsurgeon's folding, evaluated by onnxruntime), and how many nodes went.
@@ -217,12 +231,10 @@ def conv_unit_pools(onnx_model: Any) -> int:
     window holds one value. Why: LiteRT's XNNPACK delegate takes no 1×1 pooling with a non-unit
     stride, and leaves it to TFLite's kernels, between two partitions; the conv it takes."""
     import numpy as np
-    from onnx import helper, numpy_helper, shape_inference
+    from onnx import helper, numpy_helper
 
     graph = onnx_model.graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in shape_inference.infer_shapes(onnx_model).graph.value_info}
-    shapes.update({v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input})
+    shapes = _static_shapes(onnx_model)
     done = 0
     for n in graph.node:
         attrs = {a.name: a for a in n.attribute}
@@ -250,7 +262,7 @@ def conv_absorbed_pads(onnx_model: Any) -> int:
     an explicit Pad, whose NCHW pad list onnx2tf applied to the wrong NHWC axes (the Keras graph then
     failed: "Depth of input (17) is not a multiple of input depth of filter (16)"); a Conv's
     asymmetric pads it converts right."""
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
     graph = onnx_model.graph
     inits = {i.name: i for i in graph.initializer}
@@ -261,10 +273,8 @@ def conv_absorbed_pads(onnx_model: Any) -> int:
     outputs = {o.name for o in graph.output}
     done, dead = 0, []
     for n in graph.node:
-        attrs = {a.name: a for a in n.attribute}
-        mode = attrs["mode"].s.decode() if "mode" in attrs else "constant"
         users = readers.get(n.output[0], []) if n.op_type == "Pad" else []
-        if (n.op_type != "Pad" or mode != "constant" or len(n.input) < 2 or n.input[1] not in inits
+        if (not _constant_pad(n) or len(n.input) < 2 or n.input[1] not in inits
                 or n.output[0] in outputs or not users or any(u.op_type != "Conv" or u.input[0] != n.output[0]
                                                                for u in users)):
             continue
@@ -282,8 +292,6 @@ def conv_absorbed_pads(onnx_model: Any) -> int:
         for u in users:
             own = next((a for a in u.attribute if a.name == "pads"), None)
             if own is None:
-                from onnx import helper
-
                 u.attribute.append(helper.make_attribute("pads", extra))
             else:
                 merged = [int(a) + b for a, b in zip(own.ints, extra, strict=True)]
@@ -303,12 +311,10 @@ def unit_stride_slices(onnx_model: Any) -> int:
     Slice of the first of each s → Reshape; return how many. Exact. Why: LiteRT's XNNPACK delegate
     takes no STRIDED_SLICE with a step, and leaves it to TFLite's kernels between two partitions."""
     import numpy as np
-    from onnx import helper, numpy_helper, shape_inference
+    from onnx import helper, numpy_helper
 
     graph = onnx_model.graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in shape_inference.infer_shapes(onnx_model).graph.value_info}
-    shapes.update({v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input})
+    shapes = _static_shapes(onnx_model)
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     done = 0
     for n in list(graph.node):
@@ -347,17 +353,14 @@ def concat_constant_pads(onnx_model: Any) -> int:
     pads v with ones) as a Concat of constant blocks around the input; return how many. Exact.
     Why: LiteRT's XNNPACK delegate takes zero padding only; its PADV2 ran in TFLite's kernels."""
     import numpy as np
-    from onnx import helper, numpy_helper, shape_inference
+    from onnx import helper, numpy_helper
 
     graph = onnx_model.graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in shape_inference.infer_shapes(onnx_model).graph.value_info}
+    shapes = _static_shapes(onnx_model)
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     done = 0
     for n in list(graph.node):
-        attrs = {a.name: a for a in n.attribute}
-        mode = attrs["mode"].s.decode() if "mode" in attrs else "constant"
-        if (n.op_type != "Pad" or mode != "constant" or len(n.input) < 3 or not n.input[2]
+        if (not _constant_pad(n) or len(n.input) < 3 or not n.input[2]
                 or n.input[1] not in inits or n.input[2] not in inits or (len(n.input) > 3 and n.input[3])):
             continue
         value, pads, shape = inits[n.input[2]], inits[n.input[1]].reshape(-1).tolist(), shapes.get(n.input[0], [])
