@@ -18,7 +18,12 @@ over the images:
   shows what the per-tensor granularity costs);
 * ``noise at N dB``: uniform noise at N dB SQNR added to every activation tensor (weights float):
   the model's noise gain is N minus the logit SQNR;
-* ``bfloat16``: the whole model in bf16 (an 8-bit mantissa everywhere), for scale.
+* ``bfloat16``: the whole model in bf16 (an 8-bit mantissa everywhere), for scale;
+* ``squeeze-excite gates float`` / ``only the gates int8``: the tensors inside the squeeze-excite
+  modules (found by type, not by name: mean -> convs -> gate) left float, or alone in int8 — whether
+  the SE path limits int8 (issue 13);
+* with ``--worst N``: the N activation tensors that cost most when each alone is int8 (the rest
+  float; quantize.fake_quant.flipped_outputs, half a forward pass each), by module path.
 
     .venv/bin/python benchmarks/bench_int8_ceiling.py [--eval-size 5000] [--calib-size 512]
 """
@@ -72,6 +77,33 @@ def _set(switches: list[Any], on: bool, stand_in: Callable[[Any], Any] | None = 
         sw.on, sw.stand_in = on, stand_in
 
 
+def _in_se(module: Any, path: str | None) -> bool:
+    """Whether ``path`` lies inside a squeeze-excite module (timm's classes, by type)."""
+    from timm.layers import SEModule, SqueezeExcite
+    from timm.models._efficientnet_blocks import SqueezeExcite as BlockSE
+
+    kinds = (SEModule, SqueezeExcite, BlockSE)
+    parts = (path or "").split(".")
+    for i in range(1, len(parts) + 1):
+        try:
+            if isinstance(module.get_submodule(".".join(parts[:i])), kinds):
+                return True
+        except AttributeError:
+            return False
+    return False
+
+
+def _pooled(prepared: Any, installed: Any) -> dict[int, bool]:
+    """Per switch: whether the tensor it quantizes is 1x1 in space (a squeeze-excite gate path)."""
+    by_name = {n.target: n for n in prepared.graph.nodes if n.op == "call_module"}
+    out = {}
+    for name, sw in zip(installed.names, installed.items, strict=True):
+        val = by_name[name].args[0].meta.get("val") if hasattr(by_name[name].args[0], "meta") else None
+        shape = tuple(getattr(val, "shape", ()))
+        out[id(sw)] = len(shape) == 4 and shape[2] == shape[3] == 1
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--eval-size", type=int, default=1000, help="held-out cifar10/test images (5000: all)")
@@ -79,6 +111,7 @@ def main() -> None:
     ap.add_argument("--quantizer", default="xnnpack", help="the PT2E scheme: xnnpack (ExecuTorch) or coreml")
     ap.add_argument("--noise-db", type=float, nargs="*", default=[40.0, 50.0])
     ap.add_argument("--int8-head", action="store_true", help="quantize the classifier head too")
+    ap.add_argument("--worst", type=int, default=0, help="list the N activation tensors costing most alone")
     args = ap.parse_args()
 
     import torch
@@ -100,7 +133,8 @@ def main() -> None:
     prepared = prepare_pt2e(export_for_quantization(model.module, model.example_input()).module(),
                             make_quantizer(args.quantizer, cfg))
     calibrate(prepared, inputs.calib, cfg.calib_batch)
-    switches = install(prepared).items
+    install_result = install(prepared)
+    switches = install_result.items
     weights, acts = [sw for sw in switches if sw.weight], [sw for sw in switches if not sw.weight]
     print(f"reference: {spec.weights}; {len(images)} held-out cifar10/test images, {args.calib_size} calibration "
           f"images; {args.quantizer} scheme, {len(weights)} weight and {len(acts)} activation quantizers "
@@ -135,6 +169,27 @@ def main() -> None:
             return bf16(x.to(torch.bfloat16)).float()
 
     row("bfloat16 (whole model)", lambda: None, AsBF16())
+    pooled = _pooled(prepared, install_result)
+    se = [sw for sw in acts if _in_se(model.module, sw.path)]
+    gate = [sw for sw in se if pooled[id(sw)]]
+    print(f"\n{len(se)} of {len(acts)} activation quantizers sit in squeeze-excite modules; {len(gate)} of them "
+          "on the 1x1 gate path (mean -> convs -> gate), the rest on the gated feature map\n")
+    print("| program (vs float) | logit SQNR | top-1 agreement | top-1 |\n|---|---|---|---|")
+    row("int8, squeeze-excite gate paths float", lambda: (_set(weights, True), _set(acts, True), _set(gate, False)))
+    row("int8, squeeze-excite modules float (gated map too)",
+        lambda: (_set(weights, True), _set(acts, True), _set(se, False)))
+    row("only the gate paths int8 (activations)", lambda: (_set(switches, False), _set(gate, True)))
+    if args.worst:
+        from edge.metrics import sqnr_db
+        from quantize.fake_quant import flipped_outputs
+
+        _set(switches, False)
+        each = flipped_outputs(install_result, [[sw] for sw in acts], images)
+        cost = sorted((min(sqnr_db(r, o) for r, o in zip(ref, out, strict=True)), sw.path or "?")
+                      for sw, out in zip(acts, each, strict=True))
+        print(f"\nthe {args.worst} activation tensors that cost most alone in int8 (logit SQNR vs float):")
+        for db, path in cost[: args.worst]:
+            print(f"  {db:6.2f} dB  {path}")
     print(f"\nnoise gain of the model (activation noise SQNR minus logit SQNR): "
           f"{', '.join(f'{g:.1f} dB' for g in gains)}; {time.perf_counter() - t0:.0f} s")
 

@@ -31,7 +31,7 @@ from edge.errors import EdgeError
 from edge.metrics import sqnr_db
 from edge.progress import bar, say
 from quantize.config import AutoConfig
-from quantize.fake_quant import Switches, in_unit, install, outputs
+from quantize.fake_quant import Switches, flipped_outputs, in_unit, install, outputs
 
 
 def macs_by_unit(module: Any, example: Any, names: list[str]) -> dict[str, float]:
@@ -101,13 +101,10 @@ def choose_float_units(module: Any, example: Any, switches: Switches, images: An
     total = sum(macs.values()) or 1.0
     share = {u: macs[u] / total for u in names}
     by_unit = {u: [sw for sw in switches.items if in_unit(sw.path, u)] for u in names}
-    worth: dict[str, float] = {}
-    with bar(total=len(names), desc="auto: each unit float", unit="unit") as pbar:
-        for u in names:
-            switches.set(False, by_unit[u])
-            worth[u] = judge()[1] - int8_db
-            switches.set(True, by_unit[u])
-            pbar.update(1)
+    with bar(total=len(names) * -(-len(images) // 32), desc="auto: each unit float", unit="pass") as pbar:
+        each = flipped_outputs(switches, [by_unit[u] for u in names], images, 32, pbar)
+    worth = {u: min(sqnr_db(r, o) for r, o in zip(judge.ref, out, strict=True)) - int8_db
+             for u, out in zip(names, each, strict=True)}
     ranked = sorted(names, key=lambda u: -worth[u] / max(share[u], 0.005))
     chosen: list[str] = []
     agree = int8_agree

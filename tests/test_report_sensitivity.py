@@ -77,3 +77,41 @@ def test_device_rows_match_host_rows_by_content_not_name(sens_report: tuple[Path
     assert [r["method"] for r in rows] == ["ptq+float1", "ptq"]
     for row in rows:
         assert row["logit_sqnr_db"] == et[row["method"]]["logit_sqnr_db"], row
+
+
+def test_flipped_outputs_are_full_forward_passes_bit_for_bit() -> None:
+    """Sensitivity and auto re-run only the graph after a unit's first switch: each group's outputs
+    must be exactly those of a whole forward pass with that group flipped (same batches), from
+    either base state (all float: sensitivity; all int8: auto)."""
+    import numpy as np
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from edge.models import ModelSpec, load_model
+    from quantize.config import PTQConfig
+    from quantize.fake_quant import flipped_outputs, in_unit, install, outputs
+    from quantize.ptq import calibrate, export_for_quantization, units
+    from quantize.quantizers import make_quantizer
+
+    model = load_model(ModelSpec(name="test_efficientnet", weights="random", input_size=32))
+    images = torch.from_numpy(np.random.default_rng(0).standard_normal((12, 3, 32, 32)).astype(np.float32))
+    cfg = PTQConfig(float_head=False)
+    prepared = prepare_pt2e(export_for_quantization(model.module, model.example_input()).module(),
+                            make_quantizer("xnnpack", cfg))
+    calibrate(prepared, images, cfg.calib_batch)
+    switches = install(prepared)
+    groups = [[sw for sw in switches.items if in_unit(sw.path, u)] for u in units(model.module)]
+    groups.append([])  # a group of nothing: the base program's outputs
+    assert len(groups) >= 6 and all(groups[:-1])
+    for base in (False, True):
+        switches.set(base)
+        got = flipped_outputs(switches, groups, images, batch=8)
+        assert [sw.on for sw in switches.items] == [base] * len(switches.items)  # put back as found
+        for group, outs in zip(groups, got, strict=True):
+            switches.set(not base, group)
+            want = outputs(prepared, images, batch=8)
+            switches.set(base, group)
+            assert len(outs) == len(want)
+            for a, b in zip(outs, want, strict=True):
+                np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(got[0][0], got[-1][0])  # a flip does change the output

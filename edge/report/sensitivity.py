@@ -4,7 +4,9 @@ float (`--keep-float-top K`) when int8 costs too much.
 
 Calibrated once: the quantizer's observers are prepared and calibrated on the whole model, then each
 observer becomes a switchable fake-quant with the scale it would convert to, and only the observers
-of one unit are switched on at a time — N cheap forward passes instead of N quantizations.
+of one unit are switched on at a time — N cheap forward passes instead of N quantizations, each
+re-running only the graph from that unit's first quantized tensor on (the float part before it is
+shared: quantize.fake_quant.flipped_outputs).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from edge.harness import run_torch
 from edge.metrics import sqnr_db
 from edge.progress import bar
 from quantize.config import PTQConfig
-from quantize.fake_quant import in_unit, install
+from quantize.fake_quant import flipped_outputs, in_unit, install
 from quantize.ptq import units
+
+BATCH = 16  # images per forward pass: the same for every unit, so units compare on equal terms
 
 
 def layer_sensitivity(model: Any, calib: Any, images: np.ndarray, float_outputs: list[np.ndarray], quantizer: str,
@@ -39,16 +42,12 @@ def layer_sensitivity(model: Any, calib: Any, images: np.ndarray, float_outputs:
     by_unit: dict[str, list[Any]] = {u: [sw for sw in switches.items if in_unit(sw.path, u)] for u in names}
     results = []
     classifier = model.spec.mode == "classifier"
-    with bar(total=len(names), desc=f"sensitivity ({quantizer})", unit="layer") as pbar:
-        for unit in names:
-            for sw in by_unit[unit]:
-                sw.on = True
-            outs = run_torch(prepared, images)
-            for sw in by_unit[unit]:
-                sw.on = False
-            db = min(sqnr_db(r, o) for r, o in zip(float_outputs, outs, strict=True))
-            agree = float(np.mean(outs[0].argmax(1) == float_outputs[0].argmax(1))) if classifier else None
-            results.append({"layer": unit, "sqnr_db": round(db, 2), "agreement_top1": agree,
-                            "quantized_tensors": len(by_unit[unit])})
-            pbar.update(1)
+    batches = -(-len(images) // BATCH)
+    with bar(total=len(names) * batches, desc=f"sensitivity ({quantizer})", unit="pass") as pbar:
+        every = flipped_outputs(switches, [by_unit[u] for u in names], images, BATCH, pbar)
+    for unit, outs in zip(names, every, strict=True):
+        db = min(sqnr_db(r, o) for r, o in zip(float_outputs, outs, strict=True))
+        agree = float(np.mean(outs[0].argmax(1) == float_outputs[0].argmax(1))) if classifier else None
+        results.append({"layer": unit, "sqnr_db": round(db, 2), "agreement_top1": agree,
+                        "quantized_tensors": len(by_unit[unit])})
     return sorted(results, key=lambda r: r["sqnr_db"])
