@@ -33,3 +33,21 @@ def test_missing_optional_dependency_names_install_hint() -> None:
         assert "pip install surely_not_installed_pkg" in str(exc)
     else:
         raise AssertionError("require() accepted a missing package")
+
+
+def test_per_image_sqnr_tells_a_few_outlier_images_from_uniform_noise() -> None:
+    """The same pooled SQNR from two error patterns: noise on every image, or a few images wrecked.
+    The per-image median and the worst 1 %'s share tell them apart."""
+    import numpy as np
+
+    from edge.metrics import compare, sqnr_db
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((400, 10))
+    uniform = ref + 0.2 * rng.standard_normal(ref.shape)
+    outliers = ref.copy()
+    outliers[:4] += rng.standard_normal((4, 10)) * np.sqrt(400 / 4) * 0.2  # same error power, in 4 images
+    assert abs(sqnr_db(ref, uniform) - sqnr_db(ref, outliers)) < 1.5
+    u, o = compare([ref], [uniform]), compare([ref], [outliers])
+    assert u["error_share_worst_1pct"] < 0.05 and o["error_share_worst_1pct"] > 0.95
+    assert abs(u["image_sqnr_db_median"] - u["sqnr_db"]) < 2 and o["image_sqnr_db_median"] == float("inf")

@@ -14,7 +14,8 @@ from edge.io import write_bytes
 COLUMNS: list[tuple[str, str]] = [
     ("target", "target"), ("precision", "precision"), ("method", "method"), ("device", "device"),
     ("size", "size MB"), ("top1", "top-1"), ("top5", "top-5"), ("agreement", "agree"), ("kl", "KL"),
-    ("sqnr", "SQNR dB"), ("q_sqnr", "quant. alone dB"), ("c_sqnr", "conv.+runtime dB"),
+    ("sqnr", "SQNR dB"), ("img_sqnr", "per-image median dB"), ("worst", "worst 1 % hold"),
+    ("q_sqnr", "quant. alone dB"), ("c_sqnr", "conv.+runtime dB"),
     ("p50", "p50 ms"), ("p90", "p90 ms"), ("speedup", "vs float"), ("export", "export s"),
     ("measured", "measured"), ("note", "note"),
 ]
@@ -39,6 +40,8 @@ def cells(row: dict[str, Any], float_p50: float | None) -> dict[str, str]:
         "top1": _pct(row.get("top1")), "top5": _pct(row.get("top5")),
         "agreement": _pct(row.get("agreement_top1")), "kl": _num(row.get("kl"), ".4f"),
         "sqnr": _num(row.get("logit_sqnr_db"), ".1f"),
+        "img_sqnr": _num(row.get("image_sqnr_db_median"), ".1f"),
+        "worst": _pct(row.get("error_share_worst_1pct")),
         "q_sqnr": _num((stages.get("quantization") or {}).get("logit_sqnr_db"), ".1f"),
         "c_sqnr": _num((stages.get("conversion_runtime") or {}).get("logit_sqnr_db"), ".1f"),
         "p50": _num(p50, ".2f"), "p90": _num(lat.get("p90"), ".2f"),
@@ -92,7 +95,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         c = cells(row, fp)
         out.append("| " + " | ".join(c[k].replace("|", "/") for k, _ in COLUMNS) + " |")
     out += ["", "*quant. alone*: the fake-quant PyTorch program vs float (what quantization itself costs); "
-            "*conv.+runtime*: the artifact vs that program (what conversion and the runtime's kernels cost)."]
+            "*conv.+runtime*: the artifact vs that program (what conversion and the runtime's kernels cost). "
+            "*SQNR* pools every image's error, so the images with the largest errors dominate it; "
+            "*per-image median* is the typical image's SQNR and *worst 1 % hold* the share of the squared "
+            "error in the worst 1 % of images: a low SQNR with a high median is a few outlier images."]
     for q, info in (report.get("sensitivity") or {}).items():
         out += ["", f"## Per-layer sensitivity ({q} quantizer: {', '.join(info['targets'])})", "",
                 "Output SQNR vs float with only that layer quantized, worst first.", "",
@@ -244,6 +250,9 @@ figure {{ display: inline-block; margin: 1rem 1rem 0 0; vertical-align: top; }}
 <table id="results"><thead><tr>{ths}</tr></thead><tbody>{''.join(trs)}</tbody></table>
 <p><em>quant. alone</em>: the fake-quant PyTorch program vs float (what quantization itself costs);
 <em>conv.+runtime</em>: the artifact vs that program (what conversion and the runtime's kernels cost).
+<em>SQNR</em> pools every image's error, so the images with the largest errors dominate it;
+<em>per-image median</em> is the typical image's SQNR and <em>worst 1 % hold</em> the share of the squared
+error in the worst 1 % of images: a low SQNR with a high median is a few outlier images.
 Grey rows were not run on their real runtime here; their figures are simulated, and say so.</p>
 <section id="plots">{figs}</section>
 <script>/* marks how many plots decoded, for a headless-browser check */

@@ -207,7 +207,9 @@ class ReportRun:
     def _evaluate(self, row: dict[str, Any], ver: Verification) -> None:
         vf = ver.vs_float
         row.update(top1=vf["top1"], top5=vf["top5"], agreement_top1=vf["agreement_top1"], kl=vf["kl"],
-                   logit_sqnr_db=finite(vf["sqnr_db"]), max_abs_diff=vf["max_abs_diff"], measured=ver.measured)
+                   logit_sqnr_db=finite(vf["sqnr_db"]), max_abs_diff=vf["max_abs_diff"], measured=ver.measured,
+                   image_sqnr_db_median=finite(vf.get("image_sqnr_db_median")),
+                   error_share_worst_1pct=vf.get("error_share_worst_1pct"))
         if vf["sqnr_db"] is not None and row["logit_sqnr_db"] is None:
             add_note(row, "output identical to float (SQNR infinite)")
         for note in ver.notes:
