@@ -17,7 +17,7 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
     return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
 
 
-def per_image_sqnr(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+def per_image_sqnr(ref: np.ndarray, out: np.ndarray) -> tuple[float, float | None]:
     """Median over images of each image's SQNR (dB), and the share of the squared error that the
     worst 1 % of images hold. Why beside the pooled SQNR: the pooled figure is dominated by the
     images with the largest errors, so a few outlier images can hold it low while most images are
@@ -27,7 +27,7 @@ def per_image_sqnr(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
     signal = np.sum(ref.astype(np.float64).reshape(len(ref), -1) ** 2, axis=1)
     total = float(noise.sum())
     if total == 0.0:
-        return float("inf"), 0.0
+        return float("inf"), None  # no error to share out
     with np.errstate(divide="ignore"):
         per = 10.0 * np.log10(np.maximum(signal, 1e-30) / noise)
     worst = max(1, len(noise) // 100)

@@ -77,9 +77,9 @@ class _Route:
         return "onnx2tf" if self.produced else "onnx2tf + TFLite converter"
 
 
-def _route(precision: str, opts: dict[str, str]) -> _Route:
-    if precision != "int8":  # fp32/fp16 keep the converter's fused HARD_SWISH, which XNNPACK runs fast in float
-        return _Route(("HardSigmoid",), False, False, None)
+def _route(precision: str, opts: dict[str, str], dynamic: bool = False) -> _Route:
+    if precision != "int8" or dynamic:  # float activations keep the converter's fused HARD_SWISH, which
+        return _Route(("HardSigmoid",), precision == "int8", False, None)  # XNNPACK runs fast in float
     if opts["int8_lowering"] == "xnnpack":
         return _Route(("HardSwish", "HardSigmoid"), True, False, None)
     name = "model_full_integer_quant.tflite" if opts["io"] == "int8" else "model_integer_quant.tflite"
@@ -116,9 +116,10 @@ class TFLiteExporter(Exporter):
     def validate(self, precision: str, quant: PTQConfig | None) -> None:
         if self.opts["io"] == "int8" and precision != "int8":
             raise EdgeError("--io int8 applies to --precision int8 only")
-        if quant is not None and quant.activations != "static":
-            raise EdgeError("TFLite int8 is full-integer with calibrated ranges: --activations dynamic is "
-                            "available for ExecuTorch")
+        if quant is not None and quant.activations == "dynamic" and (self.opts["io"] == "int8"
+                                                                     or self.opts["int8_lowering"] != "xnnpack"):
+            raise EdgeError("--activations dynamic keeps float activations between int8 weights: it takes neither "
+                            "--io int8 nor --int8-lowering onnx2tf")
         if quant is not None and (quant.observer not in (None, "minmax", "percentile") or quant.keep_float):
             raise EdgeError("TFLite int8 is calibrated through the TFLite converter (minmax or percentile "
                             "ranges, float head or not): --observer histogram or search and --keep-float are not "
@@ -128,7 +129,9 @@ class TFLiteExporter(Exporter):
         import numpy as np
 
         model, precision = request.model, request.recipe.precision
-        route = _route(precision, request.recipe.options)
+        cal = request.recipe.calibration
+        dynamic = isinstance(cal, PTQConfig) and cal.activations == "dynamic"
+        route = _route(precision, request.recipe.options, dynamic)
         onnx = require("onnx", "exporting to TFLite")
         with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
             work = Path(tmp)
@@ -183,9 +186,11 @@ class TFLiteExporter(Exporter):
                     raise EdgeError(f"onnx2tf did not write {route.produced}; see its messages above")
                 dest.write_bytes(produced.read_bytes())
             elif route.ours:
-                cal = request.recipe.calibration
                 assert isinstance(cal, PTQConfig)  # an AutoConfig never reaches here (Exporter._auto_recipe)
-                blob, float_ops = self._quantize(model, keras_model, np.load(calib), cal)
+                if dynamic:
+                    blob, float_ops = _dynamic_int8(model, keras_model, cal)
+                else:
+                    blob, float_ops = self._quantize(model, keras_model, np.load(calib), cal)
                 dest.write_bytes(blob)
             else:
                 dest.write_bytes(_float_tflite(keras_model, precision))
@@ -288,6 +293,66 @@ _XNNPACK_FLOAT_ONLY = frozenset({"GELU", "SQUARED_DIFFERENCE", "RSQRT"})
 # Beyond this many taps XNNPACK's depthwise kernels go multipass, where LiteRT's int8 path runs
 # several times slower than its float one (benchmarks/bench_tflite_ops.py --kinds "depthwise conv 7x7")
 _DEPTHWISE_INT8_MAX_TAPS = 25
+
+
+def _dynamic_int8(model: LoadedModel, keras_model: Any, quant: PTQConfig) -> tuple[bytes, list[str]]:
+    """int8 weights, float activations that LiteRT's XNNPACK quantizes at run time, per row, with the
+    range of the image at hand (the converter's dynamic-range quantization: no calibration). Ops
+    XNNPACK has no dynamic kernel for (depthwise convolutions), and the head with ``float_head``,
+    get their int8 weights back as float — the same values, dequantized — so XNNPACK runs them in
+    float inside its one partition instead of leaving them to TFLite's hybrid kernels."""
+    tf = require("tensorflow", "exporting to TFLite")
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    converter = _converter(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    say("tflite: int8 weights, activations quantized at run time (no calibration)")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            blob = bytes(converter.convert())
+    except (ValueError, RuntimeError) as exc:
+        raise EdgeError(f"the TFLite converter could not quantize the model: {first_line(exc)}") from exc
+    fb = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
+    graph = fb.subgraphs[0]
+    head = _head_ops(model, graph) if quant.float_head else []
+    refused = _refused_by_xnnpack(blob)
+    floated = []
+    for op in graph.operators:
+        weight = _hybrid_weight(graph, op)
+        if weight is not None and (op in head or _tensor_name(graph, op.outputs[0]) in refused):
+            _dequantize_weight(fb, graph, weight)
+            floated.append(op)
+    codes = [flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) for op in floated]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(fb)), codes
+
+
+_FLOAT32, _INT8 = 0, 9  # TFLite TensorType
+
+
+def _hybrid_weight(graph: Any, op: Any) -> int | None:
+    """The int8 constant weight of a hybrid op (float input, int8 filter), else None."""
+    if len(op.inputs) < 2 or op.inputs[0] < 0 or op.inputs[1] < 0:
+        return None
+    x, w = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+    return int(op.inputs[1]) if x.type == _FLOAT32 and w.type == _INT8 else None
+
+
+def _dequantize_weight(fb: Any, graph: Any, index: int) -> None:
+    """Tensor ``index`` (int8, per-tensor or per-channel scales) rewritten as the float32 values it
+    stands for, in place."""
+    import numpy as np
+
+    t = graph.tensors[index]
+    q, buf = t.quantization, fb.buffers[t.buffer]
+    values = np.frombuffer(bytes(bytearray(buf.data)), np.int8).reshape([int(d) for d in t.shape])
+    scale = np.asarray(q.scale, np.float32)
+    zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], np.float32)
+    shape = [1] * values.ndim
+    if scale.size > 1:
+        shape[int(q.quantizedDimension)] = -1
+    real = (values.astype(np.float32) - zero.reshape(shape)) * scale.reshape(shape)
+    buf.data = np.frombuffer(real.astype(np.float32).tobytes(), np.uint8)
+    t.type, t.quantization = _FLOAT32, None
 
 
 def _large_depthwise(fb: Any, graph: Any, op: Any) -> bool:

@@ -93,7 +93,7 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
                    help="for --observer search: the calibration images each range is judged on")
     g.add_argument("--activations", choices=("static", "dynamic"), default="static",
                    help="static: int8 activation ranges fixed at calibration (default); dynamic: each conv/linear "
-                        "input quantized at run time with the image's own range, the rest float (ExecuTorch)")
+                        "input quantized at run time with the image's own range, the rest float (ExecuTorch, TFLite)")
     g.add_argument("--int8-head", action="store_true",
                    help="quantize the classifier head too (smaller file; by default it stays float: see README)")
     g.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
