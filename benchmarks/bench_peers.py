@@ -1,7 +1,7 @@
 """Benchmark (not a test): edge's artifacts beside the peers' default flows, exported from the same
 model in one run, each timed on its real runtime and judged against float on the same images.
 
-Rows: edge ExecuTorch fp32/int8 (static, and dynamic activations) and TFLite fp32/int8;
+Rows: edge ExecuTorch and TFLite fp32/int8 (static, and dynamic activations);
 ExecuTorch's stock PT2E flow (XNNPACKQuantizer, per-channel, default XnnpackPartitioner); onnx2tf's
 own int8 (`-oiqt`: its quantizer on the stock ONNX graph, calibrated on the same images); `timmx
 export executorch --mode fp32/int8` when timmx is installed (skipped with a note otherwise).
@@ -102,8 +102,9 @@ def export_flows(inputs: Inputs, weights: Path, work: Path, quant: PTQConfig, th
         for precision in ("fp32", "int8"):
             timed(f"edge {target} {precision}", lambda t=target, p=precision: export_and_verify(
                 t, inputs, p, work / f"edge-{t}", quant if p == "int8" else None, threads)["artifact"])
-    timed("edge executorch int8 dyn.", lambda: export_and_verify(
-        "executorch", inputs, "int8", work / "edge-dynamic", recipe_config("dynamic", quant), threads)["artifact"])
+    for target in ("executorch", "tflite"):
+        timed(f"edge {target} int8 dyn.", lambda t=target: export_and_verify(
+            t, inputs, "int8", work / f"edge-{t}-dynamic", recipe_config("dynamic", quant), threads)["artifact"])
     timed("ExecuTorch stock fp32", lambda: stock_fp32_pte(inputs, work / "stock-fp32.pte"))
     timed("ExecuTorch stock int8", lambda: stock_int8_pte(inputs, work / "stock-int8.pte"))
     timed("onnx2tf -oiqt int8", lambda: export_and_verify(
@@ -184,14 +185,16 @@ def main() -> int:
     for note in notes:
         print(f"note: {note}")
     ratios = {}
-    for prec in ("fp32", "int8"):
+    for prec in ("fp32", "int8", "int8 dyn."):
         et, tfl = p50.get(f"edge executorch {prec}"), p50.get(f"edge tflite {prec}")
         if et and tfl:
             ratios[f"executorch/litert {prec}"] = et / tfl
     for rt in ("executorch", "tflite"):
-        f32, i8 = p50.get(f"edge {rt} fp32"), p50.get(f"edge {rt} int8")
+        f32, i8, dyn = p50.get(f"edge {rt} fp32"), p50.get(f"edge {rt} int8"), p50.get(f"edge {rt} int8 dyn.")
         if f32 and i8:
             ratios[f"{rt} int8 speed-up over fp32"] = f32 / i8
+        if f32 and dyn:
+            ratios[f"{rt} int8 dyn. speed-up over fp32"] = f32 / dyn
     print("\n" + "\n".join(f"{k}: {v:.2f}x" for k, v in ratios.items()))
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")
     if a.json:
