@@ -93,15 +93,13 @@ def _in_se(module: Any, path: str | None) -> bool:
     return False
 
 
-def _pooled(prepared: Any, installed: Any) -> dict[int, bool]:
-    """Per switch: whether the tensor it quantizes is 1x1 in space (a squeeze-excite gate path)."""
+def _gated_maps(prepared: Any, installed: Any) -> set[int]:
+    """The switches on a multiply's output: inside a squeeze-excite module that is the gated feature
+    map (x * gate); everything else there is the gate path (mean -> convs -> gate). By op, not by
+    shape: at 32 px the last stages are 1x1 in space, gated map and gate alike."""
     by_name = {n.target: n for n in prepared.graph.nodes if n.op == "call_module"}
-    out = {}
-    for name, sw in zip(installed.names, installed.items, strict=True):
-        val = by_name[name].args[0].meta.get("val") if hasattr(by_name[name].args[0], "meta") else None
-        shape = tuple(getattr(val, "shape", ()))
-        out[id(sw)] = len(shape) == 4 and shape[2] == shape[3] == 1
-    return out
+    return {id(sw) for name, sw in zip(installed.names, installed.items, strict=True)
+            if "mul" in str(getattr(by_name[name].args[0], "target", ""))}
 
 
 def main() -> None:
@@ -169,9 +167,9 @@ def main() -> None:
             return bf16(x.to(torch.bfloat16)).float()
 
     row("bfloat16 (whole model)", lambda: None, AsBF16())
-    pooled = _pooled(prepared, install_result)
+    gated = _gated_maps(prepared, install_result)
     se = [sw for sw in acts if _in_se(model.module, sw.path)]
-    gate = [sw for sw in se if pooled[id(sw)]]
+    gate = [sw for sw in se if id(sw) not in gated]
     print(f"\n{len(se)} of {len(acts)} activation quantizers sit in squeeze-excite modules; {len(gate)} of them "
           "on the 1x1 gate path (mean -> convs -> gate), the rest on the gated feature map\n")
     print("| program (vs float) | logit SQNR | top-1 agreement | top-1 |\n|---|---|---|---|")

@@ -60,7 +60,7 @@ def main() -> None:
               f"{100 * row['agreement_top1']:.1f}%, top-1 drop {drop:+.2f} pt — {'meets' if ok else 'misses'} "
               f"the bars (>= 25 dB, >= 95 %, <= 0.5 pt) — {kind}; per-image median "
               f"{row['image_sqnr_db_median'] or float('nan'):.1f} dB, worst 1 % of images hold "
-              f"{100 * (row['error_share_worst_1pct'] or 0):.0f} % of the error")
+              f"{100 * (row['error_share_worst_1pct'] or float('nan')):.0f} % of the error")
 
 
 if __name__ == "__main__":

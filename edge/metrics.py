@@ -19,9 +19,9 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
 
 def per_image_sqnr(ref: np.ndarray, out: np.ndarray) -> tuple[float, float | None]:
     """Median over images of each image's SQNR (dB), and the share of the squared error that the
-    worst 1 % of images hold. Why beside the pooled SQNR: the pooled figure is dominated by the
-    images with the largest errors, so a few outlier images can hold it low while most images are
-    far better; these two say which case it is."""
+    worst 1 % of images hold (None below 100 images, where 1 % is not one image). Why beside the
+    pooled SQNR: the pooled figure is dominated by the images with the largest errors, so a few
+    outlier images can hold it low while most images are far better; these two say which case it is."""
     diff = (ref.astype(np.float64) - out.astype(np.float64)).reshape(len(ref), -1)
     noise = np.sum(diff**2, axis=1)
     signal = np.sum(ref.astype(np.float64).reshape(len(ref), -1) ** 2, axis=1)
@@ -30,8 +30,9 @@ def per_image_sqnr(ref: np.ndarray, out: np.ndarray) -> tuple[float, float | Non
         return float("inf"), None  # no error to share out
     with np.errstate(divide="ignore"):
         per = 10.0 * np.log10(np.maximum(signal, 1e-30) / noise)
-    worst = max(1, len(noise) // 100)
-    return float(np.median(per)), float(np.sort(noise)[-worst:].sum() / total)
+    if len(noise) < 100:
+        return float(np.median(per)), None
+    return float(np.median(per)), float(np.sort(noise)[-(len(noise) // 100):].sum() / total)
 
 
 def latency_summary(times_ms: Sequence[float] | np.ndarray) -> dict[str, float]:

@@ -109,7 +109,7 @@ class TFLiteExporter(Exporter):
 
     def effective_config(self, config: PTQConfig) -> PTQConfig:
         """onnx2tf's own int8 (--int8-lowering onnx2tf) is full-integer with min/max ranges."""
-        if self.opts["int8_lowering"] == "onnx2tf":
+        if self.opts["int8_lowering"] == "onnx2tf" and config.activations == "static":
             return dataclasses.replace(config, float_head=False, observer="minmax")
         return config
 
@@ -297,7 +297,8 @@ _DEPTHWISE_INT8_MAX_TAPS = 25
 
 def _dynamic_int8(model: LoadedModel, keras_model: Any, quant: PTQConfig) -> tuple[bytes, list[str]]:
     """int8 weights, float activations that LiteRT's XNNPACK quantizes at run time, per row, with the
-    range of the image at hand (the converter's dynamic-range quantization: no calibration). Ops
+    range of the image at hand (the converter's dynamic-range quantization: the calibration images
+    are not used). Ops
     XNNPACK has no dynamic kernel for (depthwise convolutions), and the head with ``float_head``,
     get their int8 weights back as float — the same values, dequantized — so XNNPACK runs them in
     float inside its one partition instead of leaving them to TFLite's hybrid kernels."""
@@ -316,34 +317,56 @@ def _dynamic_int8(model: LoadedModel, keras_model: Any, quant: PTQConfig) -> tup
     graph = fb.subgraphs[0]
     head = _head_ops(model, graph) if quant.float_head else []
     refused = _refused_by_xnnpack(blob)
-    floated = []
-    for op in graph.operators:
-        weight = _hybrid_weight(graph, op)
-        if weight is not None and (op in head or _tensor_name(graph, op.outputs[0]) in refused):
-            _dequantize_weight(fb, graph, weight)
-            floated.append(op)
-    codes = [flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) for op in floated]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(fb)), codes
+    wanted = [op for op in graph.operators if _hybrid_weight(graph, op) is not None
+              and (op in head or _tensor_name(graph, op.outputs[0]) in refused)]
+    weights = {_hybrid_weight(graph, op) for op in wanted}
+    readers = [op for op in graph.operators if any(int(i) in weights for i in op.inputs)]
+    for index in sorted(w for w in weights if w is not None):
+        _dequantize_weight(fb, graph, index)
+    codes = [flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) for op in readers]  # every op now float
+    return _serialize(fb), codes
 
 
-_FLOAT32, _INT8 = 0, 9  # TFLite TensorType
+def _serialize(fb: Any) -> bytes:
+    """The model object as .tflite bytes with every buffer's data 16-byte aligned, as the schema
+    asks (``force_align: 16``) and TFLite's own writer does: the Python object API drops it, which
+    left float weights aligned only by the luck of the sizes before them."""
+    import flatbuffers
+    import numpy as np
+
+    class Aligned(flatbuffers.Builder):  # type: ignore[misc]
+        def CreateNumpyVector(self, x: Any) -> int:  # noqa: N802 - flatbuffers' name
+            if x.dtype == np.uint8:  # a Buffer's data (the schema's only ubyte vector of weights)
+                self.Prep(16, x.size)
+            return int(super().CreateNumpyVector(x))
+
+    builder = Aligned(1024)
+    builder.Finish(fb.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _hybrid_weight(graph: Any, op: Any) -> int | None:
     """The int8 constant weight of a hybrid op (float input, int8 filter), else None."""
+    from tensorflow.lite.python.schema_py_generated import TensorType
+
     if len(op.inputs) < 2 or op.inputs[0] < 0 or op.inputs[1] < 0:
         return None
     x, w = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
-    return int(op.inputs[1]) if x.type == _FLOAT32 and w.type == _INT8 else None
+    return int(op.inputs[1]) if x.type == TensorType.FLOAT32 and w.type == TensorType.INT8 else None
 
 
 def _dequantize_weight(fb: Any, graph: Any, index: int) -> None:
     """Tensor ``index`` (int8, per-tensor or per-channel scales) rewritten as the float32 values it
     stands for, in place."""
     import numpy as np
+    from tensorflow.lite.python.schema_py_generated import TensorType
 
     t = graph.tensors[index]
     q, buf = t.quantization, fb.buffers[t.buffer]
+    sharing = [i for i, other in enumerate(graph.tensors) if other.buffer == t.buffer and i != index]
+    if buf.data is None or q is None or q.scale is None or sharing:
+        raise EdgeError(f"the TFLite converter wrote weight {_tensor_name(graph, index)!r} in a form edge cannot "
+                        "turn back into float (no data, no scales, or a buffer shared with another tensor)")
     values = np.frombuffer(bytes(bytearray(buf.data)), np.int8).reshape([int(d) for d in t.shape])
     scale = np.asarray(q.scale, np.float32)
     zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], np.float32)
@@ -352,7 +375,7 @@ def _dequantize_weight(fb: Any, graph: Any, index: int) -> None:
         shape[int(q.quantizedDimension)] = -1
     real = (values.astype(np.float32) - zero.reshape(shape)) * scale.reshape(shape)
     buf.data = np.frombuffer(real.astype(np.float32).tobytes(), np.uint8)
-    t.type, t.quantization = _FLOAT32, None
+    t.type, t.quantization = TensorType.FLOAT32, None
 
 
 def _large_depthwise(fb: Any, graph: Any, op: Any) -> bool:

@@ -125,89 +125,105 @@ def flipped_outputs(switches: Switches, groups: list[list[Any]], images: Any, ba
     Why not one forward pass per group: the graph before a group's first switch computes the same
     values for every group, so each batch runs it once (nodes in order, values freed after their
     last use) and each group re-runs only the graph from its own first switch on — on average half
-    the model instead of all of it. The outputs are those of full forward passes, bit for bit.
+    the model instead of all of it. The outputs are those of full forward passes, bit for bit (the
+    program is functional: an off switch passes its input through, nothing is changed in place).
     ``progress`` (a bar) is advanced by one per group and batch.
     """
     import torch
-    from torch.fx.node import map_arg
 
-    gm = switches.prepared
-    nodes = list(gm.graph.nodes)
-    index = {n: i for i, n in enumerate(nodes)}
-    placeholders = [n for n in nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise ValueError(f"flipped_outputs needs a program of one input, got {len(placeholders)}")
-    # get_attr values are the program's own tensors: never freed, so a weight switch can re-read them
-    last_use = {n: len(nodes) if n.op == "get_attr" else max((index[u] for u in n.users), default=index[n])
-                for n in nodes}
-    node_of = {id(getattr(gm, n.target)): n for n in nodes if n.op == "call_module"}
-
-    def start(group: list[Any]) -> int:
-        """The first node that sees the flip: a weight switch only matters where its weight is used."""
-        return min((min(index[u] for u in node_of[id(sw)].users) if sw.weight else index[node_of[id(sw)]]
-                    for sw in group), default=len(nodes) - 1)
-
-    order = sorted(range(len(groups)), key=lambda g: start(groups[g]))
-    starts = [start(groups[g]) for g in order]
-
-    def evaluate(n: Any, env: dict[Any, Any]) -> Any:
-        args = map_arg(n.args, env.__getitem__)
-        kwargs = map_arg(n.kwargs, env.__getitem__)
-        if n.op == "call_function":
-            return n.target(*args, **kwargs)
-        if n.op == "call_module":
-            return gm.get_submodule(n.target)(*args, **kwargs)
-        if n.op == "get_attr":
-            obj = gm
-            for part in n.target.split("."):
-                obj = getattr(obj, part)
-            return obj
-        if n.op == "call_method":
-            return getattr(args[0], n.target)(*args[1:], **kwargs)
-        raise ValueError(f"flipped_outputs cannot run a {n.op} node")
-
-    def run(env: dict[Any, Any], begin: int, redo: list[Any]) -> list[np.ndarray]:
-        """Nodes from ``begin`` on (after re-running ``redo``, switch nodes before it) to the outputs."""
-        for n in redo:
-            env[n] = evaluate(n, env)
-        for i in range(begin, len(nodes)):
-            n = nodes[i]
-            if n.op == "output":
-                leaves = torch.utils._pytree.tree_leaves(map_arg(n.args[0], env.__getitem__))
-                return [t.detach().float().numpy() for t in leaves]
-            env[n] = evaluate(n, env)
-            for a in n.all_input_nodes:
-                if last_use[a] == i:
-                    del env[a]
-        raise ValueError("flipped_outputs: the program has no output node")
-
+    if len(images) == 0:
+        raise ValueError("flipped_outputs needs at least one image")
+    run = _NodeRunner(switches.prepared)
+    # each switch once per group: listed twice, it would be flipped and flipped back
+    groups = [list({id(sw): sw for sw in g}.values()) for g in groups]
+    starts = [run.start(g) for g in groups]
+    order = sorted(range(len(groups)), key=starts.__getitem__)
     parts: list[list[list[np.ndarray]]] = [[] for _ in groups]
     with torch.no_grad():
         for b0 in range(0, len(images), batch):
             x = images[b0 : b0 + batch]
             if not isinstance(x, torch.Tensor):
                 x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            env: dict[Any, Any] = {placeholders[0]: x}
+            env: dict[Any, Any] = {run.placeholder: x}
             done = 0
-            for g, begin in zip(order, starts, strict=True):
-                for i in range(done, begin):  # the shared part, up to this group's first switch
-                    n = nodes[i]
-                    if n.op == "placeholder":
-                        continue
-                    env[n] = evaluate(n, env)
-                    for a in n.all_input_nodes:
-                        if last_use[a] == i:
-                            del env[a]
-                done = max(done, begin)
-                flip = groups[g]
-                for sw in flip:
+            for g in order:
+                run.steps(env, done, starts[g])  # the shared part, up to this group's first switch
+                done = max(done, starts[g])
+                for sw in groups[g]:
                     sw.on = not sw.on
                 try:
-                    redo = [node_of[id(sw)] for sw in flip if index[node_of[id(sw)]] < begin]
-                    parts[g].append(run(dict(env), begin, redo))
+                    parts[g].append(run.rest(dict(env), starts[g], groups[g]))
                 finally:
-                    for sw in flip:
+                    for sw in groups[g]:
                         sw.on = not sw.on
                 if progress is not None:
                     progress.update(1)
     return [[np.concatenate(p) for p in zip(*batches, strict=True)] for batches in parts]
+
+
+class _NodeRunner:
+    """Runs a one-input GraphModule's nodes by index over an environment of values, freeing each
+    value after its last use (get_attr values, the program's own tensors, are kept)."""
+
+    def __init__(self, gm: Any) -> None:
+        self.gm = gm
+        self.nodes = list(gm.graph.nodes)
+        self.index = {n: i for i, n in enumerate(self.nodes)}
+        inputs = [n for n in self.nodes if n.op == "placeholder"]
+        if len(inputs) != 1:
+            raise ValueError(f"flipped_outputs needs a program of one input, got {len(inputs)}")
+        self.placeholder = inputs[0]
+        self.last_use = {n: len(self.nodes) if n.op == "get_attr" else
+                         max((self.index[u] for u in n.users), default=self.index[n]) for n in self.nodes}
+        self.node_of = {id(gm.get_submodule(n.target)): n for n in self.nodes if n.op == "call_module"}
+
+    def start(self, group: list[Any]) -> int:
+        """The first node that sees the group flipped: a weight switch only matters where its weight
+        is used (the weights' get_attr and switch nodes may sit at the top of the graph)."""
+        firsts = [min(self.index[u] for u in self.node_of[id(sw)].users) if sw.weight
+                  else self.index[self.node_of[id(sw)]] for sw in group]
+        return min(firsts, default=len(self.nodes) - 1)
+
+    def steps(self, env: dict[Any, Any], begin: int, end: int) -> None:
+        for i in range(begin, end):
+            n = self.nodes[i]
+            if n.op == "placeholder":
+                continue
+            env[n] = self._evaluate(n, env)
+            for a in n.all_input_nodes:
+                if self.last_use[a] == i:
+                    del env[a]
+
+    def rest(self, env: dict[Any, Any], begin: int, group: list[Any]) -> list[np.ndarray]:
+        """The outputs, running from ``begin`` on after re-running the group's switch nodes that sit
+        before it (weight switches: their float values are in ``env``)."""
+        import torch
+        from torch.fx.node import map_arg
+
+        for sw in group:
+            n = self.node_of[id(sw)]
+            if self.index[n] < begin:
+                env[n] = self._evaluate(n, env)
+        out = self.nodes[-1]
+        if out.op != "output":
+            raise ValueError("flipped_outputs: the program does not end in its output node")
+        self.steps(env, begin, len(self.nodes) - 1)
+        leaves = torch.utils._pytree.tree_leaves(map_arg(out.args[0], env.__getitem__))
+        return [t.detach().float().numpy() for t in leaves]
+
+    def _evaluate(self, n: Any, env: dict[Any, Any]) -> Any:
+        from torch.fx.node import map_arg
+
+        args, kwargs = map_arg(n.args, env.__getitem__), map_arg(n.kwargs, env.__getitem__)
+        if n.op == "call_function":
+            return n.target(*args, **kwargs)
+        if n.op == "call_module":
+            return self.gm.get_submodule(n.target)(*args, **kwargs)
+        if n.op == "get_attr":
+            obj = self.gm
+            for part in n.target.split("."):
+                obj = getattr(obj, part)
+            return obj
+        if n.op == "call_method":
+            return getattr(args[0], n.target)(*args[1:], **kwargs)
+        raise ValueError(f"flipped_outputs cannot run a {n.op} node")

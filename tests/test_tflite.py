@@ -324,6 +324,21 @@ def test_dynamic_int8_is_one_partition_with_float_depthwise_and_head(reference_t
         np.testing.assert_allclose(grid, np.round(grid), atol=1e-3)
 
 
+def test_dynamic_int8_file_keeps_its_buffers_aligned(reference_tflite_dynamic: dict) -> None:
+    """edge rewrites this file itself: every buffer's data starts on 16 bytes, as the schema asks
+    (force_align: 16) and TFLite's own writer does."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    blob = Path(reference_tflite_dynamic["artifact"]).read_bytes()
+    model = schema.Model.GetRootAs(blob, 0)
+    starts = []
+    for i in range(model.BuffersLength()):
+        buf = model.Buffers(i)
+        if buf.DataLength() > 0:
+            starts.append(buf._tab.Vector(buf._tab.Offset(4)))  # noqa: SLF001 - the data's file offset
+    assert len(starts) > 100 and all(s % 16 == 0 for s in starts), [s % 16 for s in starts if s % 16]
+
+
 def test_corrupt_tflite_is_a_clear_error(tmp_path: Path) -> None:
     from edge.errors import EdgeError
 
