@@ -176,6 +176,7 @@ class ExportJob:
     int8_head: bool = False
     qat: Path | None = None  # an `edge qat` checkpoint to export int8 from
     activations: str = "static"  # PTQConfig.activations
+    float_depthwise: bool = False  # PTQConfig.float_depthwise
     target_agreement: float | None = None  # accuracy-controlled int8 (quantize/auto.py)
     auto_search_images: int = 128
 
@@ -211,15 +212,18 @@ def run_export(job: ExportJob) -> dict[str, Any]:
         if not quantized:
             raise EdgeError(f"--qat exports int8; pass --precision {exporter.quantized_precisions[0]}")
         if (job.observer is not None or job.keep_float or job.int8_head or job.target_agreement is not None
-                or job.activations != "static"):
-            raise EdgeError("--observer/--keep-float/--int8-head/--target-agreement/--activations are set when "
-                            "training (`edge qat`), not with --qat")
+                or job.activations != "static" or job.float_depthwise):
+            raise EdgeError("--observer/--keep-float/--int8-head/--target-agreement/--activations/--float-depthwise "
+                            "are set when training (`edge qat`), not with --qat")
     else:
         qcfg = PTQConfig(calib_size=job.calib_size, observer=job.observer, percentile=job.percentile,
                          search_images=job.search_images, keep_float=job.keep_float, float_head=not job.int8_head,
-                         seed=job.spec.seed, activations=job.activations) if quantized else None
+                         seed=job.spec.seed, activations=job.activations,
+                         float_depthwise=job.float_depthwise) if quantized else None
         if job.activations != "static" and qcfg is None:
             raise EdgeError(f"--activations {job.activations} applies to int8 (--precision int8)")
+        if job.float_depthwise and qcfg is None:
+            raise EdgeError("--float-depthwise applies to int8 (--precision int8)")
         if job.target_agreement is not None:
             qcfg = auto_config(job.spec, qcfg, job.target_agreement, job.auto_search_images)
         recipe = exporter.recipe(job.precision, qcfg)

@@ -243,7 +243,7 @@ class TFLiteExporter(Exporter):
         # them between a dequantize and a quantize it also takes
         head += [op for op in graph.operators if op not in head
                  and (flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) in _XNNPACK_FLOAT_ONLY
-                      or _large_depthwise(fb, graph, op))]
+                      or _float_depthwise(fb, graph, op, quant.float_depthwise))]
         io_type = tf.int8 if self.opts["io"] == "int8" else tf.float32
         float_names = [_tensor_name(graph, op.outputs[0]) for op in head]
 
@@ -378,16 +378,17 @@ def _dequantize_weight(fb: Any, graph: Any, index: int) -> None:
     t.type, t.quantization = TensorType.FLOAT32, None
 
 
-def _large_depthwise(fb: Any, graph: Any, op: Any) -> bool:
+def _float_depthwise(fb: Any, graph: Any, op: Any, every: bool) -> bool:
     """A depthwise convolution (DEPTHWISE_CONV_2D, or the grouped CONV_2D with one input channel per
-    group that onnx2tf also writes) with more than _DEPTHWISE_INT8_MAX_TAPS taps: kept float in int8."""
+    group that onnx2tf also writes) kept float in int8: with ``every`` (--float-depthwise) all of
+    them, else those of more than _DEPTHWISE_INT8_MAX_TAPS taps."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     code = flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex)
     if code not in ("DEPTHWISE_CONV_2D", "CONV_2D"):
         return False
     x, w = (list(graph.tensors[i].shape) for i in op.inputs[:2])
-    if len(w) != 4 or w[1] * w[2] <= _DEPTHWISE_INT8_MAX_TAPS:
+    if len(w) != 4 or (not every and w[1] * w[2] <= _DEPTHWISE_INT8_MAX_TAPS):
         return False
     return code == "DEPTHWISE_CONV_2D" or (w[3] == 1 and len(x) == 4 and x[3] > 1)
 

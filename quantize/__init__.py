@@ -41,6 +41,7 @@ def _auto(module: Any, example: Any, images: Any, config: AutoConfig, quantizer:
 # one row per target that can build it: `edge report --recipes dynamic`)
 RECIPES: dict[str, Callable[[PTQConfig], PTQConfig]] = {
     "dynamic": lambda cfg: dataclasses.replace(cfg, activations="dynamic", observer=None),
+    "float-depthwise": lambda cfg: dataclasses.replace(cfg, float_depthwise=True),
 }
 
 

@@ -37,6 +37,10 @@ class PTQConfig:
     calib_batch: int = 16
     search_images: int = 64  # the first calibration images, for observer "search"
     activations: str = "static"
+    # Depthwise convolutions left float (with static int8 activations around them). Why an option:
+    # on x86, XNNPACK's int8 depthwise kernels run slower than its float ones (no int8 dot product
+    # helps a depthwise conv), so there the model is faster with them float; on Arm they are not.
+    float_depthwise: bool = False
 
     def __post_init__(self) -> None:
         if self.activations not in ACTIVATIONS:

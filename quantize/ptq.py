@@ -101,8 +101,18 @@ def subtree_patterns(paths: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def float_patterns(module: Any, config: PTQConfig) -> tuple[str, ...]:
-    """The keep-float patterns in force: the user's plus, with ``float_head``, the head's."""
-    return config.keep_float + subtree_patterns(head_modules(module) if config.float_head else ())
+    """The keep-float patterns in force: the user's plus, with ``float_head``, the head's, and with
+    ``float_depthwise``, every depthwise convolution's."""
+    dw = tuple(depthwise_modules(module)) if config.float_depthwise else ()
+    return config.keep_float + subtree_patterns(head_modules(module) if config.float_head else ()) + dw
+
+
+def depthwise_modules(module: Any) -> list[str]:
+    """Paths of the depthwise convolutions (one input channel per group), found by type."""
+    import torch
+
+    return [name for name, m in module.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels]
 
 
 def check_keep_float(module: Any, patterns: tuple[str, ...]) -> None:

@@ -29,6 +29,7 @@ CASES = [
     ("input-size-zero", [*EXPORT, "--input-size", "0"], "--input-size must be at least 1, got 0"),
     ("keep-float-matches-nothing", [*INT8, "--keep-float", "no_such_block.*"], "matches no module"),
     ("dynamic-on-fp32", [*EXPORT, "--activations", "dynamic"], "--activations dynamic applies to int8"),
+    ("float-depthwise-on-fp32", [*EXPORT, "--float-depthwise"], "--float-depthwise applies to int8"),
     ("dynamic-tflite-int8-io", ["export", "tflite", *TINY, "--out", "{out}", "--precision", "int8", "--calib",
                                 "{images}", "--calib-size", "2", "--activations", "dynamic", "--io", "int8"],
      "takes neither --io int8"),

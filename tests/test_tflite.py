@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -454,3 +455,44 @@ def test_a_keras_graph_failing_when_traced_names_the_layer() -> None:
         "Exception encountered when calling layer 'tf.nn.convolution_11' (type TFOpLambda). "
         "Depth of input (17) is not a multiple of input depth of filter (16)")
     assert _keras_reason(ValueError("plain")) == "plain"
+
+
+def _depthwise_net() -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 7, padding=3, groups=16), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10)).eval()
+
+
+def test_float_depthwise_leaves_every_depthwise_conv_float(tiny_inputs, tmp_path: Path) -> None:
+    """--float-depthwise: every depthwise conv float (found by type), the other convs int8, on both
+    targets that quantize with static ranges here; XNNPACK still takes the whole graph."""
+    import torch
+
+    from edge.runtimes.litert import delegation, interpreter_class
+    from exporters import get_exporter
+    from quantize import quantize
+
+    model = dataclasses.replace(tiny_inputs.model, module=_depthwise_net())
+    cfg = dataclasses.replace(TINY_INT8, float_head=False, float_depthwise=True)
+    # TFLite: the file's depthwise filters are float, the first conv's int8
+    res = get_exporter("tflite").export(model, "int8", tmp_path / "t", tiny_inputs.calib, cfg)
+    it = interpreter_class()[0](model_path=str(res.artifact))
+    it.allocate_tensors()
+    assert delegation(it)["non_delegated_ops"] == 0
+    dtypes = {tuple(t["shape"]): t["dtype"] for t in it.get_tensor_details() if len(t["shape"]) == 4
+              and tuple(t["shape"][1:3]) in ((7, 7), (3, 3)) and t["shape"][0] * t["shape"][3] in (16, 48)}
+    assert sorted((k[1], v.__name__) for k, v in dtypes.items()) == [
+        (3, "float32"), (3, "int8"), (7, "float32")], dtypes
+    # ExecuTorch's program: no dequantized weight on a depthwise conv, one on the first conv
+    program = quantize(model.module, model.example_input(), tiny_inputs.calib, cfg, "xnnpack")
+    convs = [n for n in program.graph.nodes if n.target == torch.ops.aten.conv2d.default]
+    quantized = {(n.args[6] if len(n.args) > 6 else 1) > 1: "dequantize" in str(n.args[1].target)
+                 for n in convs}
+    assert len(convs) == 3 and quantized == {False: True, True: False}, quantized
+    pte = get_exporter("executorch").export(model, "int8", tmp_path / "e", tiny_inputs.calib, cfg)
+    assert pte.manifest["delegation"]["non_delegated_by_op"].keys() <= {"getitem"}, pte.manifest["delegation"]

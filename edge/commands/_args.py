@@ -94,6 +94,9 @@ def add_quant_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--activations", choices=("static", "dynamic"), default="static",
                    help="static: int8 activation ranges fixed at calibration (default); dynamic: each conv/linear "
                         "input quantized at run time with the image's own range, the rest float (ExecuTorch, TFLite)")
+    g.add_argument("--float-depthwise", action="store_true",
+                   help="leave depthwise convolutions float (static int8 elsewhere): faster on x86, where "
+                        "XNNPACK's int8 depthwise kernels are slower than its float ones")
     g.add_argument("--int8-head", action="store_true",
                    help="quantize the classifier head too (smaller file; by default it stays float: see README)")
     g.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         classes=args.classes, recalibrate_bn=args.recalibrate_bn, threads=args.threads, observer=args.observer,
         percentile=args.percentile, search_images=args.search_images, keep_float=tuple(args.keep_float),
         int8_head=args.int8_head, qat=args.qat, target_agreement=args.target_agreement, activations=args.activations,
-        auto_search_images=args.auto_search_images)
+        float_depthwise=args.float_depthwise, auto_search_images=args.auto_search_images)
     report = run_export(job)
     emit(json.dumps(report, indent=2) if args.json else format_parity(report))
     missed = auto_missed(report)
