@@ -1,7 +1,8 @@
 """Benchmark (not a test): edge's artifacts beside the peers' default flows, exported from the same
 model in one run, each timed on its real runtime and judged against float on the same images.
 
-Rows: edge ExecuTorch and TFLite fp32/int8 (static, and dynamic activations);
+Rows: edge ExecuTorch and TFLite fp32/int8 (static, and dynamic activations), ExecuTorch int8 with
+--float-depthwise;
 ExecuTorch's stock PT2E flow (XNNPACKQuantizer, per-channel, default XnnpackPartitioner); onnx2tf's
 own int8 (`-oiqt`: its quantizer on the stock ONNX graph, calibrated on the same images); `timmx
 export executorch --mode fp32/int8` when timmx is installed (skipped with a note otherwise).
@@ -105,6 +106,9 @@ def export_flows(inputs: Inputs, weights: Path, work: Path, quant: PTQConfig, th
     for target in ("executorch", "tflite"):
         timed(f"edge {target} int8 dyn.", lambda t=target: export_and_verify(
             t, inputs, "int8", work / f"edge-{t}-dynamic", recipe_config("dynamic", quant), threads)["artifact"])
+    timed("edge executorch int8 fl.dw", lambda: export_and_verify(  # --float-depthwise
+        "executorch", inputs, "int8", work / "edge-executorch-float-dw", recipe_config("float-depthwise", quant),
+        threads)["artifact"])
     timed("ExecuTorch stock fp32", lambda: stock_fp32_pte(inputs, work / "stock-fp32.pte"))
     timed("ExecuTorch stock int8", lambda: stock_int8_pte(inputs, work / "stock-int8.pte"))
     timed("onnx2tf -oiqt int8", lambda: export_and_verify(
@@ -189,6 +193,9 @@ def main() -> int:
         et, tfl = p50.get(f"edge executorch {prec}"), p50.get(f"edge tflite {prec}")
         if et and tfl:
             ratios[f"executorch/litert {prec}"] = et / tfl
+    et_dw, tfl8 = p50.get("edge executorch int8 fl.dw"), p50.get("edge tflite int8")
+    if et_dw and tfl8:
+        ratios["executorch int8 fl.dw / litert int8"] = et_dw / tfl8
     for rt in ("executorch", "tflite"):
         f32, i8, dyn = p50.get(f"edge {rt} fp32"), p50.get(f"edge {rt} int8"), p50.get(f"edge {rt} int8 dyn.")
         if f32 and i8:
