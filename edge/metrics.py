@@ -86,9 +86,11 @@ def compare(
     for r, o in zip(ref, out, strict=True):
         if r.shape != o.shape:
             raise ValueError(f"output shape {o.shape} differs from the reference's {r.shape}")
+    dbs = [sqnr_db(r, o) for r, o in zip(ref, out, strict=True)]
+    worst_out = int(np.argmin(dbs))
     res: dict[str, float | None] = {
         "max_abs_diff": max(max_abs_diff(r, o) for r, o in zip(ref, out, strict=True)),
-        "sqnr_db": min(sqnr_db(r, o) for r, o in zip(ref, out, strict=True)),
+        "sqnr_db": dbs[worst_out],
         "image_sqnr_db_median": None,
         "error_share_worst_1pct": None,
         "cosine": min(cosine(r, o) for r, o in zip(ref, out, strict=True)),
@@ -100,7 +102,6 @@ def compare(
         "ref_top5": None,
         "images": float(len(ref[0])),
     }
-    worst_out = min(range(len(ref)), key=lambda i: sqnr_db(ref[i], out[i]))
     res["image_sqnr_db_median"], res["error_share_worst_1pct"] = per_image_sqnr(ref[worst_out], out[worst_out])
     if classifier:
         r, o = ref[0], out[0]

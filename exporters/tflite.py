@@ -298,8 +298,8 @@ _DEPTHWISE_INT8_MAX_TAPS = 25
 def _dynamic_int8(model: LoadedModel, keras_model: Any, quant: PTQConfig) -> tuple[bytes, list[str]]:
     """int8 weights, float activations that LiteRT's XNNPACK quantizes at run time, per row, with the
     range of the image at hand (the converter's dynamic-range quantization: the calibration images
-    are not used). Ops
-    XNNPACK has no dynamic kernel for (depthwise convolutions), and the head with ``float_head``,
+    are not used). Ops XNNPACK has no dynamic kernel for (depthwise convolutions), and the head with
+    ``float_head``,
     get their int8 weights back as float — the same values, dequantized — so XNNPACK runs them in
     float inside its one partition instead of leaving them to TFLite's hybrid kernels."""
     tf = require("tensorflow", "exporting to TFLite")
@@ -317,11 +317,10 @@ def _dynamic_int8(model: LoadedModel, keras_model: Any, quant: PTQConfig) -> tup
     graph = fb.subgraphs[0]
     head = _head_ops(model, graph) if quant.float_head else []
     refused = _refused_by_xnnpack(blob)
-    wanted = [op for op in graph.operators if _hybrid_weight(graph, op) is not None
-              and (op in head or _tensor_name(graph, op.outputs[0]) in refused)]
-    weights = {_hybrid_weight(graph, op) for op in wanted}
+    weights = {w for op in graph.operators if (w := _hybrid_weight(graph, op)) is not None
+               and (op in head or _tensor_name(graph, op.outputs[0]) in refused)}
     readers = [op for op in graph.operators if any(int(i) in weights for i in op.inputs)]
-    for index in sorted(w for w in weights if w is not None):
+    for index in sorted(weights):
         _dequantize_weight(fb, graph, index)
     codes = [flatbuffer_utils.opcode_to_name(fb, op.opcodeIndex) for op in readers]  # every op now float
     return _serialize(fb), codes

@@ -29,7 +29,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.metrics import sqnr_db
-from edge.progress import bar, say
+from edge.progress import say
 from quantize.config import AutoConfig
 from quantize.fake_quant import Switches, flipped_outputs, in_unit, install, outputs
 
@@ -101,8 +101,7 @@ def choose_float_units(module: Any, example: Any, switches: Switches, images: An
     total = sum(macs.values()) or 1.0
     share = {u: macs[u] / total for u in names}
     by_unit = {u: [sw for sw in switches.items if in_unit(sw.path, u)] for u in names}
-    with bar(total=len(names) * -(-len(images) // 32), desc="auto: each unit float", unit="pass") as pbar:
-        each = flipped_outputs(switches, [by_unit[u] for u in names], images, 32, pbar)
+    each = flipped_outputs(switches, [by_unit[u] for u in names], images, desc="auto: each unit float")
     worth = {u: min(sqnr_db(r, o) for r, o in zip(judge.ref, out, strict=True)) - int8_db
              for u, out in zip(names, each, strict=True)}
     ranked = sorted(names, key=lambda u: -worth[u] / max(share[u], 0.005))

@@ -118,7 +118,7 @@ def in_unit(path: str | None, unit: str) -> bool:
 
 
 def flipped_outputs(switches: Switches, groups: list[list[Any]], images: Any, batch: int = 32,
-                    progress: Any = None) -> list[list[np.ndarray]]:
+                    desc: str | None = None) -> list[list[np.ndarray]]:
     """For each group of switches: the program's outputs on ``images`` with that group flipped from
     the state the switches are in, every other switch as it is.
 
@@ -127,9 +127,11 @@ def flipped_outputs(switches: Switches, groups: list[list[Any]], images: Any, ba
     last use) and each group re-runs only the graph from its own first switch on — on average half
     the model instead of all of it. The outputs are those of full forward passes, bit for bit (the
     program is functional: an off switch passes its input through, nothing is changed in place).
-    ``progress`` (a bar) is advanced by one per group and batch.
+    ``desc`` names the progress bar, advanced by one per group and batch.
     """
     import torch
+
+    from edge.progress import bar
 
     if len(images) == 0:
         raise ValueError("flipped_outputs needs at least one image")
@@ -139,7 +141,7 @@ def flipped_outputs(switches: Switches, groups: list[list[Any]], images: Any, ba
     starts = [run.start(g) for g in groups]
     order = sorted(range(len(groups)), key=starts.__getitem__)
     parts: list[list[list[np.ndarray]]] = [[] for _ in groups]
-    with torch.no_grad():
+    with torch.no_grad(), bar(total=len(groups) * -(-len(images) // batch), desc=desc, unit="pass") as pbar:
         for b0 in range(0, len(images), batch):
             x = images[b0 : b0 + batch]
             if not isinstance(x, torch.Tensor):
@@ -156,8 +158,7 @@ def flipped_outputs(switches: Switches, groups: list[list[Any]], images: Any, ba
                 finally:
                     for sw in groups[g]:
                         sw.on = not sw.on
-                if progress is not None:
-                    progress.update(1)
+                pbar.update(1)
     return [[np.concatenate(p) for p in zip(*batches, strict=True)] for batches in parts]
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from edge.metrics import sqnr_db
-from edge.progress import bar
 from quantize.config import PTQConfig
 from quantize.fake_quant import flipped_outputs, in_unit, install
 from quantize.ptq import units
@@ -42,9 +41,7 @@ def layer_sensitivity(model: Any, calib: Any, images: np.ndarray, float_outputs:
     by_unit: dict[str, list[Any]] = {u: [sw for sw in switches.items if in_unit(sw.path, u)] for u in names}
     results = []
     classifier = model.spec.mode == "classifier"
-    batches = -(-len(images) // BATCH)
-    with bar(total=len(names) * batches, desc=f"sensitivity ({quantizer})", unit="pass") as pbar:
-        every = flipped_outputs(switches, [by_unit[u] for u in names], images, BATCH, pbar)
+    every = flipped_outputs(switches, [by_unit[u] for u in names], images, BATCH, f"sensitivity ({quantizer})")
     for unit, outs in zip(names, every, strict=True):
         db = min(sqnr_db(r, o) for r, o in zip(float_outputs, outs, strict=True))
         agree = float(np.mean(outs[0].argmax(1) == float_outputs[0].argmax(1))) if classifier else None
